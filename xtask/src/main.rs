@@ -1,0 +1,24 @@
+use clap::{Parser, Subcommand};
+use xtask::project_root;
+
+/// Build, run locally, test, deploy, invoke and clean the `init-fn` Lambda.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Test(xtask::test::Test),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(project_root());
+    match cli.command {
+        Command::Test(cmd) => cmd.run(&sh),
+    }
+}
