@@ -1,1 +1,5 @@
 //! Local stand-ins for what Lambda gives the function in AWS: Postgres, Secrets Manager, the Runtime API.
+
+pub mod postgres;
+pub mod secrets_manager;
+pub mod tls;
