@@ -1,7 +1,13 @@
 //! `cargo xtask`: build, run locally, test, deploy, invoke and clean the `init-fn` Lambda.
 //! Every command lives in its own module; `main.rs` only parses flags and dispatches.
 
+pub mod aws;
+pub mod build;
+pub mod clean;
+pub mod deploy;
+pub mod invoke;
 pub mod local;
+pub mod preflight;
 pub mod test;
 
 use std::path::PathBuf;

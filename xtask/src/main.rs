@@ -12,6 +12,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Test(xtask::test::Test),
+    Build(xtask::build::Build),
+    Deploy(xtask::deploy::Deploy),
+    Invoke(xtask::invoke::Invoke),
+    Clean(xtask::clean::Clean),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -20,5 +24,9 @@ fn main() -> anyhow::Result<()> {
     sh.change_dir(project_root());
     match cli.command {
         Command::Test(cmd) => cmd.run(&sh),
+        Command::Build(cmd) => cmd.run(&sh),
+        Command::Deploy(cmd) => cmd.run(&sh),
+        Command::Invoke(cmd) => cmd.run(&sh),
+        Command::Clean(cmd) => cmd.run(&sh),
     }
 }

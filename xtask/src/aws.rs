@@ -1,0 +1,327 @@
+//! AWS settings and clients shared by deploy, invoke and clean: `[package.metadata.lambda.deploy]`
+//! in `init-fn/Cargo.toml`, overridden by flags and `AWS_PROFILE` / `AWS_REGION`; one SDK config
+//! (rustls + ring, no aws-lc) that honours `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::build::Arch;
+
+pub use aws_config::SdkConfig;
+pub use aws_sdk_cloudwatchlogs as logs;
+pub use aws_sdk_ec2 as ec2;
+pub use aws_sdk_iam as iam;
+pub use aws_sdk_lambda as lambda;
+pub use aws_sdk_rds as rds;
+pub use aws_sdk_secretsmanager as secretsmanager;
+
+/// Region when neither `--region`, `AWS_REGION` nor the metadata says one.
+pub const DEFAULT_REGION: &str = "eu-west-3";
+
+/// The deploy settings, after the metadata table, the environment and the flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub function_name: String,
+    pub role: String,
+    pub region: String,
+    pub profile: Option<String>,
+    pub memory: i32,
+    pub timeout: i32,
+    pub arch: Arch,
+    pub rds_instance: String,
+    pub secret: String,
+    pub database: String,
+    pub db_user: String,
+    pub sslmode: String,
+    /// Empty: the RDS instance's DB subnet group.
+    pub subnets: Vec<String>,
+    /// Empty: the RDS instance's VPC security groups.
+    pub security_groups: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Metadata {
+    function_name: String,
+    role: String,
+    region: Option<String>,
+    memory: Option<i32>,
+    timeout: Option<i32>,
+    arch: Option<String>,
+    rds_instance: String,
+    secret: String,
+    database: Option<String>,
+    db_user: Option<String>,
+    sslmode: Option<String>,
+    #[serde(default)]
+    subnets: Vec<String>,
+    #[serde(default)]
+    security_groups: Vec<String>,
+}
+
+impl Settings {
+    /// `[package.metadata.lambda.deploy]` of the given `Cargo.toml`, without any override.
+    pub fn from_manifest(manifest: &Path) -> anyhow::Result<Settings> {
+        let text = std::fs::read_to_string(manifest)
+            .with_context(|| format!("read {}", manifest.display()))?;
+        Settings::from_toml(&text)
+            .with_context(|| format!("{}: [package.metadata.lambda.deploy]", manifest.display()))
+    }
+
+    pub fn from_toml(text: &str) -> anyhow::Result<Settings> {
+        #[derive(serde::Deserialize)]
+        struct Manifest {
+            package: Package,
+        }
+        #[derive(serde::Deserialize)]
+        struct Package {
+            metadata: PackageMetadata,
+        }
+        #[derive(serde::Deserialize)]
+        struct PackageMetadata {
+            lambda: LambdaMetadata,
+        }
+        #[derive(serde::Deserialize)]
+        struct LambdaMetadata {
+            deploy: Metadata,
+        }
+        let m = toml::from_str::<Manifest>(text)?
+            .package
+            .metadata
+            .lambda
+            .deploy;
+        Ok(Settings {
+            function_name: m.function_name,
+            role: m.role,
+            region: m.region.unwrap_or_else(|| DEFAULT_REGION.to_string()),
+            profile: None,
+            memory: m.memory.unwrap_or(128),
+            timeout: m.timeout.unwrap_or(60),
+            arch: Arch::parse(m.arch.as_deref().unwrap_or("arm64"))?,
+            rds_instance: m.rds_instance,
+            secret: m.secret,
+            database: m.database.unwrap_or_else(|| "documents_db".to_string()),
+            db_user: m.db_user.unwrap_or_else(|| "postgres".to_string()),
+            sslmode: m.sslmode.unwrap_or_else(|| "verify-full".to_string()),
+            subnets: m.subnets,
+            security_groups: m.security_groups,
+        })
+    }
+
+    /// The project's settings: `init-fn/Cargo.toml`, then `AWS_REGION` / `AWS_PROFILE`, then `flags`.
+    pub fn load(flags: &SettingsArgs) -> anyhow::Result<Settings> {
+        let mut s = Settings::from_manifest(&crate::project_root().join("init-fn/Cargo.toml"))?;
+        if let Ok(region) = std::env::var("AWS_REGION")
+            && !region.is_empty()
+        {
+            s.region = region;
+        }
+        if let Ok(profile) = std::env::var("AWS_PROFILE")
+            && !profile.is_empty()
+        {
+            s.profile = Some(profile);
+        }
+        flags.apply(&mut s);
+        Ok(s)
+    }
+
+    /// The SDK configuration for these settings: region, profile, the environment's credentials and
+    /// endpoint overrides (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_LAMBDA`, ...).
+    pub async fn sdk_config(&self) -> SdkConfig {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(self.region.clone()))
+            .http_client(https_client());
+        if let Some(p) = &self.profile {
+            loader = loader.profile_name(p);
+        }
+        loader.load().await
+    }
+}
+
+/// Overrides of the metadata table, shared by deploy, invoke and clean.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SettingsArgs {
+    /// Lambda function name [metadata: function_name]
+    #[arg(long)]
+    pub function_name: Option<String>,
+    /// IAM role name for the function [metadata: role]
+    #[arg(long)]
+    pub role: Option<String>,
+    /// AWS region [AWS_REGION, metadata: region, eu-west-3]
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Named profile for credentials [AWS_PROFILE]
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Memory in MB [metadata: memory]
+    #[arg(long)]
+    pub memory: Option<i32>,
+    /// Timeout in seconds [metadata: timeout]
+    #[arg(long)]
+    pub timeout: Option<i32>,
+    /// Architecture [metadata: arch]
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    /// RDS instance identifier [metadata: rds_instance]
+    #[arg(long)]
+    pub rds_instance: Option<String>,
+    /// Secrets Manager secret id or ARN holding the password [metadata: secret]
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Subnet for the function, repeatable [metadata: subnets, else the RDS subnet group]
+    #[arg(long = "subnet")]
+    pub subnets: Vec<String>,
+    /// Security group for the function, repeatable [metadata: security_groups, else the instance's]
+    #[arg(long = "security-group")]
+    pub security_groups: Vec<String>,
+}
+
+impl SettingsArgs {
+    pub fn apply(&self, s: &mut Settings) {
+        let set = |dst: &mut String, src: &Option<String>| {
+            if let Some(v) = src {
+                dst.clone_from(v);
+            }
+        };
+        set(&mut s.function_name, &self.function_name);
+        set(&mut s.role, &self.role);
+        set(&mut s.region, &self.region);
+        set(&mut s.rds_instance, &self.rds_instance);
+        set(&mut s.secret, &self.secret);
+        if self.profile.is_some() {
+            s.profile.clone_from(&self.profile);
+        }
+        if let Some(m) = self.memory {
+            s.memory = m;
+        }
+        if let Some(t) = self.timeout {
+            s.timeout = t;
+        }
+        if let Some(a) = self.arch {
+            s.arch = a;
+        }
+        if !self.subnets.is_empty() {
+            s.subnets.clone_from(&self.subnets);
+        }
+        if !self.security_groups.is_empty() {
+            s.security_groups.clone_from(&self.security_groups);
+        }
+    }
+}
+
+/// HTTPS with rustls + ring: the SDK crates are built without default features (no aws-lc-rs).
+pub fn https_client() -> lambda::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+/// An SDK config for a local endpoint (moto, `cargo xtask serve`): fixed dummy credentials, no
+/// profile, no instance metadata, every service at `endpoint`.
+pub async fn local_sdk_config(endpoint: &str, region: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .endpoint_url(endpoint)
+        .credentials_provider(lambda::config::Credentials::new(
+            "testing", "testing", None, None, "local",
+        ))
+        .http_client(https_client())
+        .load()
+        .await
+}
+
+/// The clients deploy, invoke and clean use, from one SDK config.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub lambda: lambda::Client,
+    pub iam: iam::Client,
+    pub rds: rds::Client,
+    pub ec2: ec2::Client,
+    pub logs: logs::Client,
+    pub secrets: secretsmanager::Client,
+}
+
+impl Clients {
+    pub fn new(config: &SdkConfig) -> Clients {
+        Clients {
+            lambda: lambda::Client::new(config),
+            iam: iam::Client::new(config),
+            rds: rds::Client::new(config),
+            ec2: ec2::Client::new(config),
+            logs: logs::Client::new(config),
+            secrets: secretsmanager::Client::new(config),
+        }
+    }
+}
+
+/// A tokio runtime for one command (xtask's commands are synchronous at the top).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// The service error's code and message, or the transport error, in one line.
+pub fn describe<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match err.as_service_error() {
+        Some(e) => format!(
+            "{}: {}",
+            e.code().unwrap_or("error"),
+            e.message().unwrap_or_default()
+        ),
+        None => format!("{}", DisplayErrorContext(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_metadata_parses_with_seed_names() {
+        let s = Settings::from_manifest(&crate::project_root().join("init-fn/Cargo.toml")).unwrap();
+        assert_eq!(s.function_name, "ca-a2a-db-init");
+        assert_eq!(s.role, "ca-a2a-lambda-db-init-role");
+        assert_eq!(s.region, "eu-west-3");
+        assert_eq!(s.rds_instance, "ca-a2a-postgres");
+        assert_eq!(s.secret, "ca-a2a/db-password");
+        assert_eq!(s.memory, 128);
+        assert_eq!(s.timeout, 60);
+        assert_eq!(s.arch, Arch::Arm64);
+    }
+
+    #[test]
+    fn flags_override_metadata() {
+        let mut s =
+            Settings::from_manifest(&crate::project_root().join("init-fn/Cargo.toml")).unwrap();
+        SettingsArgs {
+            region: Some("us-east-1".into()),
+            memory: Some(256),
+            arch: Some(Arch::X86_64),
+            subnets: vec!["subnet-1".into()],
+            ..Default::default()
+        }
+        .apply(&mut s);
+        assert_eq!(
+            (s.region.as_str(), s.memory, s.arch, s.subnets.as_slice()),
+            (
+                "us-east-1",
+                256,
+                Arch::X86_64,
+                &["subnet-1".to_string()][..]
+            )
+        );
+        assert_eq!(s.function_name, "ca-a2a-db-init");
+    }
+}
