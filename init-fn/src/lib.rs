@@ -1,1 +1,157 @@
+//! `init-fn`: brings the `documents_db` schema up to date from inside the VPC. `handle` is the whole
+//! invocation: event → secret → TLS session → migration engine → report.
 
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod migrate;
+pub mod report;
+pub mod secret;
+
+use postgres_native_tls::MakeTlsConnector;
+use serde::Deserialize;
+
+pub use crate::{config::Config, error::InitError, report::Action, report::Report};
+
+/// What every invocation shares, built once at cold start.
+pub struct State {
+    /// A bad environment is reported on every invocation as `Config`, not as a crash loop.
+    ready: Result<Ready, InitError>,
+    secrets: aws_sdk_secretsmanager::Client,
+    migrations: Vec<migrate::Migration>,
+}
+
+struct Ready {
+    config: Config,
+    tls: MakeTlsConnector,
+}
+
+impl State {
+    /// `config` is validated and the TLS connector (CA bundle parsed) built here, once.
+    pub fn new(
+        config: Result<Config, InitError>,
+        secrets: aws_sdk_secretsmanager::Client,
+        migrations: Vec<migrate::Migration>,
+    ) -> State {
+        let ready = config.and_then(|config| {
+            let ca = match &config.ca_bundle {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    InitError::Config(format!("DB_CA_BUNDLE={}: {e}", path.display()))
+                })?),
+                None => None,
+            };
+            let tls = db::tls_connector(config.sslmode, ca.as_deref())?;
+            Ok(Ready { config, tls })
+        });
+        State {
+            ready,
+            secrets,
+            migrations,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    #[serde(default)]
+    action: Option<Action>,
+}
+
+/// `{}` / `null` → apply; `{"action": "..."}`; anything else is `InvalidEvent`.
+pub fn parse_event(event: serde_json::Value) -> Result<Action, InitError> {
+    if event.is_null() {
+        return Ok(Action::Apply);
+    }
+    let request: Request = serde_json::from_value(event).map_err(|e| {
+        InitError::InvalidEvent(error::one_line(&format!(
+            "{e}; expected {{}} or {{\"action\": \"apply\"|\"plan\"|\"status\"|\"verify\"}}"
+        )))
+    })?;
+    Ok(request.action.unwrap_or(Action::Apply))
+}
+
+/// One invocation.
+pub async fn handle(
+    state: &State,
+    event: serde_json::Value,
+    request_id: &str,
+) -> Result<Report, InitError> {
+    let action = parse_event(event)?;
+    let ready = state.ready.as_ref().map_err(clone_error)?;
+    let config = &ready.config;
+    tracing::info!(?action, secret_id = %config.secret_id, "fetching the database secret");
+    let secret = secret::fetch(&state.secrets, &config.secret_id).await?;
+    let target = db::Target {
+        host: config.host.clone().or(secret.host).ok_or_else(|| {
+            InitError::Config("DB_HOST is not set and the secret carries no host".to_string())
+        })?,
+        port: config.port.or(secret.port).unwrap_or(config::DEFAULT_PORT),
+        dbname: config
+            .dbname
+            .clone()
+            .or(secret.dbname)
+            .unwrap_or_else(|| config::DEFAULT_DBNAME.to_string()),
+        user: config
+            .user
+            .clone()
+            .or(secret.username)
+            .unwrap_or_else(|| config::DEFAULT_USER.to_string()),
+        password: secret.password,
+        sslmode: config.sslmode,
+        connect_timeout: config.connect_timeout,
+    };
+    tracing::info!(host = %target.host, port = target.port, db = %target.dbname, sslmode = target.sslmode.as_str(), "connecting");
+    let mut client = db::connect(&target, ready.tls.clone()).await?;
+    let options = migrate::Options {
+        lock_timeout: config.lock_timeout,
+        statement_timeout: config.statement_timeout,
+        applied_by: format!("init-fn {} request {request_id}", env!("CARGO_PKG_VERSION")),
+    };
+    let report = migrate::run(&mut client, &state.migrations, action, &options).await?;
+    tracing::info!(ms = report.duration_ms, "done");
+    Ok(report)
+}
+
+/// The stored startup error, re-raised per invocation.
+fn clone_error(err: &InitError) -> InitError {
+    match err {
+        InitError::Tls(m) => InitError::Tls(m.clone()),
+        other => InitError::Config(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events() {
+        assert_eq!(parse_event(json!({})).unwrap(), Action::Apply);
+        assert_eq!(parse_event(json!(null)).unwrap(), Action::Apply);
+        assert_eq!(
+            parse_event(json!({"action": "plan"})).unwrap(),
+            Action::Plan
+        );
+        assert_eq!(
+            parse_event(json!({"action": "status"})).unwrap(),
+            Action::Status
+        );
+        assert_eq!(
+            parse_event(json!({"action": "verify"})).unwrap(),
+            Action::Verify
+        );
+        for bad in [
+            json!({"action": "drop"}),
+            json!({"action": 5}),
+            json!({"actoin": "apply"}),
+            json!("apply"),
+            json!([1, 2]),
+        ] {
+            let err = parse_event(bad.clone()).unwrap_err();
+            assert_eq!(err.error_type(), "InvalidEvent", "{bad}");
+            assert!(!err.one_line().contains('\n'));
+        }
+    }
+}

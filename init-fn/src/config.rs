@@ -1,0 +1,172 @@
+//! The function's settings, read once from the environment and validated; each error names the variable.
+
+use std::{path::PathBuf, time::Duration};
+
+use crate::error::InitError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DB_HOST`; may instead come from an RDS-managed JSON secret.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub dbname: Option<String>,
+    pub user: Option<String>,
+    pub secret_id: String,
+    pub sslmode: SslMode,
+    pub ca_bundle: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+pub const DEFAULT_PORT: u16 = 5432;
+pub const DEFAULT_DBNAME: &str = "documents_db";
+pub const DEFAULT_USER: &str = "postgres";
+pub const DEFAULT_SECRET_ID: &str = "ca-a2a/db-password";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, InitError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment in production, a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, InitError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string());
+        let text = |name: &str| -> Result<Option<String>, InitError> {
+            match get(name) {
+                None => Ok(None),
+                Some(v) if v.is_empty() => {
+                    Err(InitError::Config(format!("{name} is set but empty")))
+                }
+                Some(v) => Ok(Some(v)),
+            }
+        };
+        let seconds = |name: &str, default: u64| -> Result<Duration, InitError> {
+            match get(name) {
+                None => Ok(Duration::from_secs(default)),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(n) if (1..=900).contains(&n) => Ok(Duration::from_secs(n)),
+                    _ => Err(InitError::Config(format!(
+                        "{name}={v:?} is not a whole number of seconds between 1 and 900"
+                    ))),
+                },
+            }
+        };
+        let port = match get("DB_PORT") {
+            None => None,
+            Some(v) => match v.parse::<u16>() {
+                Ok(p) if p > 0 => Some(p),
+                _ => {
+                    return Err(InitError::Config(format!(
+                        "DB_PORT={v:?} is not a port number (1-65535)"
+                    )));
+                }
+            },
+        };
+        let sslmode = match get("DB_SSLMODE").as_deref() {
+            None => SslMode::VerifyFull,
+            Some("disable") => SslMode::Disable,
+            Some("require") => SslMode::Require,
+            Some("verify-ca") => SslMode::VerifyCa,
+            Some("verify-full") => SslMode::VerifyFull,
+            Some(other) => {
+                return Err(InitError::Config(format!(
+                    "DB_SSLMODE={other:?} is not one of disable, require, verify-ca, verify-full"
+                )));
+            }
+        };
+        let ca_bundle = text("DB_CA_BUNDLE")?.map(PathBuf::from);
+        if let Some(path) = &ca_bundle
+            && !path.is_file()
+        {
+            return Err(InitError::Config(format!(
+                "DB_CA_BUNDLE={} is not a readable file",
+                path.display()
+            )));
+        }
+        Ok(Config {
+            host: text("DB_HOST")?,
+            port,
+            dbname: text("DB_NAME")?,
+            user: text("DB_USER")?,
+            secret_id: text("DB_SECRET_ID")?.unwrap_or_else(|| DEFAULT_SECRET_ID.to_string()),
+            sslmode,
+            ca_bundle,
+            connect_timeout: seconds("DB_CONNECT_TIMEOUT_S", 10)?,
+            lock_timeout: seconds("DB_LOCK_TIMEOUT_S", 30)?,
+            statement_timeout: seconds("DB_STATEMENT_TIMEOUT_S", 60)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, InitError> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[("DB_HOST", "db.internal")]).unwrap();
+        assert_eq!(c.host.as_deref(), Some("db.internal"));
+        assert_eq!(c.port, None);
+        assert_eq!(c.secret_id, "ca-a2a/db-password");
+        assert_eq!(c.sslmode, SslMode::VerifyFull);
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.lock_timeout, Duration::from_secs(30));
+        assert_eq!(c.statement_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (vars, needle) in [
+            (vec![("DB_PORT", "0")], "DB_PORT"),
+            (vec![("DB_PORT", "abc")], "DB_PORT"),
+            (vec![("DB_SSLMODE", "prefer")], "DB_SSLMODE"),
+            (vec![("DB_CONNECT_TIMEOUT_S", "-1")], "DB_CONNECT_TIMEOUT_S"),
+            (vec![("DB_LOCK_TIMEOUT_S", "0")], "DB_LOCK_TIMEOUT_S"),
+            (
+                vec![("DB_STATEMENT_TIMEOUT_S", "x")],
+                "DB_STATEMENT_TIMEOUT_S",
+            ),
+            (vec![("DB_HOST", "  ")], "DB_HOST"),
+            (
+                vec![("DB_CA_BUNDLE", "/nonexistent/ca.pem")],
+                "DB_CA_BUNDLE",
+            ),
+        ] {
+            let err = config(&vars).unwrap_err();
+            assert_eq!(err.error_type(), "Config", "{vars:?}");
+            assert!(
+                err.to_string().contains(needle),
+                "{err} should name {needle}"
+            );
+        }
+    }
+}

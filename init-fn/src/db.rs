@@ -1,0 +1,166 @@
+//! Opens the one database session a run uses: TLS per `DB_SSLMODE`, a bounded connect, and errors
+//! sorted into `Connect`, `Tls` and `Auth`.
+
+use std::{error::Error as _, time::Duration};
+
+use postgres_native_tls::MakeTlsConnector;
+use tokio_postgres::{Client, config::SslMode as PgSslMode};
+
+use crate::{
+    config::SslMode,
+    error::{InitError, one_line},
+    secret::Password,
+};
+
+/// The Amazon RDS certificate authorities (see `certs/SOURCE.md`).
+pub const RDS_CA_BUNDLE: &str = include_str!("../certs/rds-ca-bundle.pem");
+
+/// Where and how to connect, after the secret has filled what the environment left unset.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: Password,
+    pub sslmode: SslMode,
+    pub connect_timeout: Duration,
+}
+
+/// Builds the TLS connector for `mode` once; `ca_pem` replaces the compiled-in RDS bundle.
+pub fn tls_connector(mode: SslMode, ca_pem: Option<&[u8]>) -> Result<MakeTlsConnector, InitError> {
+    let mut builder = native_tls::TlsConnector::builder();
+    match mode {
+        SslMode::Disable | SslMode::Require => {
+            // libpq's `require`: encrypt, but trust any certificate.
+            builder
+                .danger_accept_invalid_certs(true)
+                .danger_accept_invalid_hostnames(true);
+        }
+        SslMode::VerifyCa | SslMode::VerifyFull => {
+            let pem = ca_pem.unwrap_or(RDS_CA_BUNDLE.as_bytes());
+            let certs = parse_pem_bundle(pem)?;
+            builder.disable_built_in_roots(true);
+            for cert in certs {
+                builder.add_root_certificate(cert);
+            }
+            if mode == SslMode::VerifyCa {
+                builder.danger_accept_invalid_hostnames(true);
+            }
+        }
+    }
+    let connector = builder
+        .build()
+        .map_err(|e| InitError::Tls(one_line(&format!("building the TLS connector: {e}"))))?;
+    Ok(MakeTlsConnector::new(connector))
+}
+
+fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<native_tls::Certificate>, InitError> {
+    let text = String::from_utf8_lossy(pem);
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut certs = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(len) = rest[start..].find(END) else {
+            break;
+        };
+        let block = &rest[start..start + len + END.len()];
+        let cert = native_tls::Certificate::from_pem(block.as_bytes())
+            .map_err(|e| InitError::Tls(one_line(&format!("CA bundle: bad certificate: {e}"))))?;
+        certs.push(cert);
+        rest = &rest[start + len + END.len()..];
+    }
+    if certs.is_empty() {
+        return Err(InitError::Tls(
+            "CA bundle holds no PEM certificate".to_string(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// Connects and spawns the connection task; the session ends when the returned client drops.
+pub async fn connect(target: &Target, tls: MakeTlsConnector) -> Result<Client, InitError> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&target.host)
+        .port(target.port)
+        .dbname(&target.dbname)
+        .user(&target.user)
+        .password(target.password.expose())
+        .application_name("init-fn")
+        .connect_timeout(target.connect_timeout)
+        .ssl_mode(match target.sslmode {
+            SslMode::Disable => PgSslMode::Disable,
+            _ => PgSslMode::Require,
+        });
+    let where_ = format!("{}:{}/{}", target.host, target.port, target.dbname);
+    // The driver's own timeout covers each address; this bounds DNS and the whole handshake too.
+    let attempt = tokio::time::timeout(target.connect_timeout, config.connect(tls)).await;
+    let (client, connection) = match attempt {
+        Err(_) => {
+            return Err(InitError::Connect(format!(
+                "{where_}: no answer within {} s (DB_CONNECT_TIMEOUT_S); check the security groups and the host",
+                target.connect_timeout.as_secs()
+            )));
+        }
+        Ok(Err(err)) => return Err(classify(&where_, &target.user, &err)),
+        Ok(Ok(pair)) => pair,
+    };
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(error = %one_line(&err.to_string()), "database connection closed with an error");
+        }
+    });
+    Ok(client)
+}
+
+/// Sorts a connect failure into `Auth`, `Tls` or `Connect` with a one-line reason.
+fn classify(where_: &str, user: &str, err: &tokio_postgres::Error) -> InitError {
+    if let Some(db) = err.as_db_error() {
+        let code = db.code().code();
+        let message = one_line(db.message());
+        // 28P01 invalid_password, 28000 invalid_authorization_specification (pg_hba rejects).
+        if code == "28P01" || code == "28000" {
+            return InitError::Auth(format!(
+                "{where_}: user {user}: {message} (SQLSTATE {code})"
+            ));
+        }
+        return InitError::Connect(format!("{where_}: {message} (SQLSTATE {code})"));
+    }
+    let mut chain = vec![err.to_string()];
+    let mut source = err.source();
+    let mut is_tls = false;
+    while let Some(s) = source {
+        is_tls |= s.downcast_ref::<native_tls::Error>().is_some();
+        chain.push(s.to_string());
+        source = s.source();
+    }
+    chain.dedup();
+    let text = one_line(&chain.join(": "));
+    let lower = text.to_lowercase();
+    if is_tls || lower.contains("tls") || lower.contains("ssl") || lower.contains("certificate") {
+        InitError::Tls(format!("{where_}: {text}"))
+    } else {
+        InitError::Connect(format!("{where_}: {text}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiled_in_rds_bundle_parses() {
+        let certs = parse_pem_bundle(RDS_CA_BUNDLE.as_bytes()).unwrap();
+        assert!(certs.len() > 100, "{} certificates", certs.len());
+    }
+
+    #[test]
+    fn empty_bundle_is_a_tls_error() {
+        let Err(err) = parse_pem_bundle(b"not a pem") else {
+            panic!("a bundle without certificates must be rejected")
+        };
+        assert_eq!(err.error_type(), "Tls");
+    }
+}
