@@ -181,11 +181,15 @@ fn set_executable(_: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes [`zip_bytes`] of `elf` to `path`.
+pub fn write_zip(path: &Path, elf: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, zip_bytes(elf)?).with_context(|| format!("write {}", path.display()))
+}
+
 /// One entry `bootstrap`, mode 0755, fixed timestamp: the same binary gives the same zip, so an
 /// unchanged re-deploy sees an unchanged CodeSha256.
-pub fn write_zip(path: &Path, elf: &[u8]) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
-    let mut zip = zip::ZipWriter::new(file);
+pub fn zip_bytes(elf: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
         .compression_level(Some(9))
@@ -193,8 +197,7 @@ pub fn write_zip(path: &Path, elf: &[u8]) -> anyhow::Result<()> {
         .last_modified_time(zip::DateTime::default());
     zip.start_file("bootstrap", options)?;
     zip.write_all(elf)?;
-    zip.finish()?;
-    Ok(())
+    Ok(zip.finish()?.into_inner())
 }
 
 /// `.venv/bin/cargo-zigbuild`, or on PATH; installs it (with ziglang) into `<root>/.venv` from PyPI otherwise.

@@ -1,0 +1,543 @@
+//! deploy / clean against a moto server on 127.0.0.1: discovery from RDS, least-privilege role,
+//! preflight, dry-run, idempotent re-deploy, updates, and an idempotent clean. Never real AWS.
+
+use serde_json::{Value, json};
+use tests::moto::Moto;
+use xtask::aws::{Clients, Settings, ec2, lambda};
+use xtask::deploy::{Change, SECRET_POLICY_NAME, VPC_ACCESS_POLICY, deploy};
+
+const REGION: &str = "eu-west-3";
+
+/// What the seed's account has: a VPC, two private subnets, the instance's security group, the
+/// RDS instance and the secret.
+struct Seeded {
+    vpc: String,
+    subnets: Vec<String>,
+    sg: String,
+    secret_arn: String,
+    host: String,
+}
+
+async fn seed(c: &Clients, sg_allows_itself: bool) -> anyhow::Result<Seeded> {
+    let vpc = c
+        .ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await?
+        .vpc
+        .and_then(|v| v.vpc_id)
+        .unwrap();
+    let mut subnets = Vec::new();
+    for (cidr, az) in [("10.0.1.0/24", "eu-west-3a"), ("10.0.2.0/24", "eu-west-3b")] {
+        let s = c
+            .ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(cidr)
+            .availability_zone(az)
+            .send()
+            .await?;
+        subnets.push(s.subnet.and_then(|s| s.subnet_id).unwrap());
+    }
+    let sg = c
+        .ec2
+        .create_security_group()
+        .group_name("ca-a2a-rds")
+        .description("ca-a2a postgres")
+        .vpc_id(&vpc)
+        .send()
+        .await?
+        .group_id
+        .unwrap();
+    if sg_allows_itself {
+        allow_self(c, &sg).await?;
+    }
+    c.rds
+        .create_db_subnet_group()
+        .db_subnet_group_name("ca-a2a-db")
+        .db_subnet_group_description("private")
+        .set_subnet_ids(Some(subnets.clone()))
+        .send()
+        .await?;
+    let db = c
+        .rds
+        .create_db_instance()
+        .db_instance_identifier("ca-a2a-postgres")
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("postgres")
+        .master_user_password("seed-password")
+        .db_name("documents_db")
+        .db_subnet_group_name("ca-a2a-db")
+        .vpc_security_group_ids(&sg)
+        .send()
+        .await?;
+    let host = db
+        .db_instance
+        .and_then(|d| d.endpoint)
+        .and_then(|e| e.address)
+        .unwrap();
+    let secret_arn = c
+        .secrets
+        .create_secret()
+        .name("ca-a2a/db-password")
+        .secret_string("seed-password")
+        .send()
+        .await?
+        .arn
+        .unwrap();
+    Ok(Seeded {
+        vpc,
+        subnets,
+        sg,
+        secret_arn,
+        host,
+    })
+}
+
+/// The instance's group admits tcp/5432 from itself (the function runs in the same group).
+async fn allow_self(c: &Clients, sg: &str) -> anyhow::Result<()> {
+    c.ec2
+        .authorize_security_group_ingress()
+        .group_id(sg)
+        .ip_permissions(
+            ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(5432)
+                .to_port(5432)
+                .user_id_group_pairs(ec2::types::UserIdGroupPair::builder().group_id(sg).build())
+                .build(),
+        )
+        .send()
+        .await?;
+    Ok(())
+}
+
+async fn add_secrets_manager_endpoint(c: &Clients, s: &Seeded) -> anyhow::Result<()> {
+    c.ec2
+        .create_vpc_endpoint()
+        .vpc_id(&s.vpc)
+        .vpc_endpoint_type(ec2::types::VpcEndpointType::Interface)
+        .service_name(format!("com.amazonaws.{REGION}.secretsmanager"))
+        .set_subnet_ids(Some(s.subnets.clone()))
+        .security_group_ids(&s.sg)
+        .private_dns_enabled(true)
+        .send()
+        .await?;
+    Ok(())
+}
+
+fn settings() -> Settings {
+    Settings::from_manifest(&xtask::project_root().join("init-fn/Cargo.toml")).unwrap()
+}
+
+fn fake_zip(content: &[u8]) -> Vec<u8> {
+    xtask::build::zip_bytes(content).unwrap()
+}
+
+async fn role_exists(c: &Clients, name: &str) -> bool {
+    match c.iam.get_role().role_name(name).send().await {
+        Ok(_) => true,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_no_such_entity_exception()) =>
+        {
+            false
+        }
+        Err(e) => panic!("get_role: {e:?}"),
+    }
+}
+
+async fn function(c: &Clients, name: &str) -> Option<lambda::types::FunctionConfiguration> {
+    xtask::deploy::get_function(c, name).await.unwrap()
+}
+
+fn policy(doc: &str) -> Value {
+    serde_json::from_str(doc)
+        .or_else(|_| serde_json::from_str(&urldecode(doc)))
+        .unwrap()
+}
+
+fn urldecode(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16).unwrap(),
+            );
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+async fn run(
+    c: &Clients,
+    s: &Settings,
+    zip: &[u8],
+    dry_run: bool,
+) -> (anyhow::Result<xtask::deploy::DeployReport>, String) {
+    let mut out = Vec::new();
+    let res = deploy(c, s, zip, dry_run, &mut out).await;
+    let out = String::from_utf8(out).unwrap();
+    println!("{out}");
+    (res, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let c = Clients::new(&moto.sdk_config().await);
+    let seeded = seed(&c, true).await?;
+    let s = settings();
+    let zip = fake_zip(b"\x7fELF v1");
+
+    // No Secrets Manager endpoint and no NAT: preflight stops deploy before any change.
+    let (res, out) = run(&c, &s, &zip, false).await;
+    let err = format!("{:#}", res.unwrap_err());
+    assert!(err.contains("preflight failed"), "{err}");
+    assert!(out.contains("[FAIL] function -> secrets manager"), "{out}");
+    assert!(out.contains("aws ec2 create-vpc-endpoint"), "{out}");
+    assert!(out.contains("[ok] function -> postgres"), "{out}");
+    assert!(!role_exists(&c, &s.role).await);
+    assert!(function(&c, &s.function_name).await.is_none());
+
+    add_secrets_manager_endpoint(&c, &seeded).await?;
+
+    // Dry run: the full plan with the policy JSON, and nothing changes.
+    let (res, out) = run(&c, &s, &zip, true).await;
+    let report = res?;
+    let expected_policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ReadDbSecret",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": seeded.secret_arn
+        }]
+    });
+    assert_eq!(
+        report.changes,
+        vec![
+            Change::CreateRole {
+                name: "ca-a2a-lambda-db-init-role".into(),
+                trust_policy: xtask::deploy::trust_policy()
+            },
+            Change::AttachPolicy {
+                arn: VPC_ACCESS_POLICY.into()
+            },
+            Change::PutInlinePolicy {
+                name: SECRET_POLICY_NAME.into(),
+                document: expected_policy.clone()
+            },
+            Change::CreateFunction,
+        ]
+    );
+    assert!(out.contains("would change (dry run)"), "{out}");
+    assert!(out.contains("\"secretsmanager:GetSecretValue\""), "{out}");
+    assert!(
+        out.contains("[ok] function -> secrets manager: interface endpoint"),
+        "{out}"
+    );
+    assert!(!role_exists(&c, &s.role).await, "dry run created the role");
+    assert!(
+        function(&c, &s.function_name).await.is_none(),
+        "dry run created the function"
+    );
+
+    // Deploy: exactly the role, its two policies and the function configuration.
+    let (res, out) = run(&c, &s, &zip, false).await;
+    res?;
+    assert!(out.contains("ready: State=Active"), "{out}");
+    let role = c
+        .iam
+        .get_role()
+        .role_name(&s.role)
+        .send()
+        .await?
+        .role
+        .unwrap();
+    assert_eq!(
+        policy(role.assume_role_policy_document().unwrap()),
+        xtask::deploy::trust_policy()
+    );
+    let attached: Vec<String> = c
+        .iam
+        .list_attached_role_policies()
+        .role_name(&s.role)
+        .send()
+        .await?
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect();
+    assert_eq!(attached, vec![VPC_ACCESS_POLICY.to_string()]);
+    let inline = c.iam.list_role_policies().role_name(&s.role).send().await?;
+    assert_eq!(inline.policy_names(), [SECRET_POLICY_NAME.to_string()]);
+    let doc = c
+        .iam
+        .get_role_policy()
+        .role_name(&s.role)
+        .policy_name(SECRET_POLICY_NAME)
+        .send()
+        .await?;
+    assert_eq!(policy(doc.policy_document()), expected_policy);
+
+    let f = function(&c, &s.function_name).await.unwrap();
+    assert_eq!(f.runtime(), Some(&lambda::types::Runtime::Providedal2023));
+    assert_eq!(f.handler(), Some("bootstrap"));
+    assert_eq!(f.role(), Some(role.arn()));
+    assert_eq!(f.architectures(), [lambda::types::Architecture::Arm64]);
+    assert_eq!((f.memory_size(), f.timeout()), (Some(128), Some(60)));
+    assert_eq!(
+        f.code_sha256(),
+        Some(xtask::deploy::code_sha256(&zip).as_str())
+    );
+    let env = f.environment().and_then(|e| e.variables()).unwrap();
+    let env: std::collections::BTreeMap<_, _> = env.iter().collect();
+    let port = "5432".to_string();
+    let expected_env: std::collections::BTreeMap<_, _> = [
+        ("DB_HOST", &seeded.host),
+        ("DB_PORT", &port),
+        ("DB_NAME", &"documents_db".to_string()),
+        ("DB_USER", &"postgres".to_string()),
+        ("DB_SECRET_ID", &seeded.secret_arn),
+        ("DB_SSLMODE", &"verify-full".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.clone()))
+    .collect();
+    assert_eq!(
+        env.into_iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        expected_env
+    );
+    let vpc = f.vpc_config().unwrap();
+    let mut subnets = vpc.subnet_ids().to_vec();
+    subnets.sort();
+    let mut want_subnets = seeded.subnets.clone();
+    want_subnets.sort();
+    assert_eq!(subnets, want_subnets);
+    assert_eq!(vpc.security_group_ids(), [seeded.sg.clone()]);
+
+    // Re-deploy with nothing changed changes nothing.
+    let (res, out) = run(&c, &s, &zip, false).await;
+    assert_eq!(res?.changes, vec![]);
+    assert!(out.contains("up to date: nothing to change"), "{out}");
+
+    // New code and more memory: one code update, one configuration update, both waited for.
+    let zip2 = fake_zip(b"\x7fELF v2");
+    let mut s2 = s.clone();
+    s2.memory = 256;
+    let (res, _) = run(&c, &s2, &zip2, false).await;
+    let changes = res?.changes;
+    assert!(
+        matches!(changes[0], Change::UpdateCode { .. }),
+        "{changes:?}"
+    );
+    assert_eq!(
+        changes[1],
+        Change::UpdateConfiguration {
+            fields: vec!["memory".into()]
+        }
+    );
+    let f = function(&c, &s.function_name).await.unwrap();
+    assert_eq!(f.memory_size(), Some(256));
+    assert_eq!(
+        f.code_sha256(),
+        Some(xtask::deploy::code_sha256(&zip2).as_str())
+    );
+
+    // Lambda creates the log group on the first invocation; clean must remove it.
+    c.logs
+        .create_log_group()
+        .log_group_name("/aws/lambda/ca-a2a-db-init")
+        .send()
+        .await?;
+
+    let mut out = Vec::new();
+    let removed = xtask::clean::clean(&c, &s, false, &mut out).await?;
+    println!("{}", String::from_utf8_lossy(&out));
+    assert_eq!(
+        removed,
+        vec![
+            "function ca-a2a-db-init".to_string(),
+            "log group /aws/lambda/ca-a2a-db-init".to_string(),
+            format!("inline policy {SECRET_POLICY_NAME} of role ca-a2a-lambda-db-init-role"),
+            format!("attachment of {VPC_ACCESS_POLICY} to role ca-a2a-lambda-db-init-role"),
+            "role ca-a2a-lambda-db-init-role".to_string(),
+        ]
+    );
+    assert!(function(&c, &s.function_name).await.is_none());
+    assert!(!role_exists(&c, &s.role).await);
+    let groups = c
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix("/aws/lambda/ca-a2a-db-init")
+        .send()
+        .await?;
+    assert!(groups.log_groups().is_empty());
+
+    // Idempotent: a second clean succeeds and says nothing was left.
+    let mut out = Vec::new();
+    let removed = xtask::clean::clean(&c, &s, false, &mut out).await?;
+    let out = String::from_utf8(out)?;
+    println!("{out}");
+    assert!(removed.is_empty());
+    assert!(out.contains("nothing was left to clean"), "{out}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_security_groups_and_nat() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let c = Clients::new(&moto.sdk_config().await);
+    let seeded = seed(&c, false).await?;
+    let s = settings();
+    let zip = fake_zip(b"\x7fELF");
+
+    // The instance's group admits nothing: both paths fail, with the commands that fix them.
+    let (res, out) = run(&c, &s, &zip, true).await;
+    assert!(res.is_err());
+    assert!(out.contains("[FAIL] function -> postgres"), "{out}");
+    assert!(out.contains("authorize-security-group-ingress"), "{out}");
+    assert!(out.contains("[FAIL] function -> secrets manager"), "{out}");
+
+    // A NAT gateway route from every function subnet is the other way to Secrets Manager.
+    let alloc = c
+        .ec2
+        .allocate_address()
+        .send()
+        .await?
+        .allocation_id
+        .unwrap();
+    let nat = c
+        .ec2
+        .create_nat_gateway()
+        .subnet_id(&seeded.subnets[0])
+        .allocation_id(alloc)
+        .send()
+        .await?
+        .nat_gateway
+        .and_then(|n| n.nat_gateway_id)
+        .unwrap();
+    let table = c
+        .ec2
+        .create_route_table()
+        .vpc_id(&seeded.vpc)
+        .send()
+        .await?
+        .route_table
+        .and_then(|t| t.route_table_id)
+        .unwrap();
+    c.ec2
+        .create_route()
+        .route_table_id(&table)
+        .destination_cidr_block("0.0.0.0/0")
+        .nat_gateway_id(&nat)
+        .send()
+        .await?;
+    // Only one subnet routed: still a failure naming the other.
+    c.ec2
+        .associate_route_table()
+        .route_table_id(&table)
+        .subnet_id(&seeded.subnets[0])
+        .send()
+        .await?;
+    let (res, out) = run(&c, &s, &zip, true).await;
+    assert!(res.is_err());
+    assert!(
+        out.contains(&format!("no NAT route from {}", seeded.subnets[1])),
+        "{out}"
+    );
+    c.ec2
+        .associate_route_table()
+        .route_table_id(&table)
+        .subnet_id(&seeded.subnets[1])
+        .send()
+        .await?;
+    allow_self(&c, &seeded.sg).await?;
+    let (res, out) = run(&c, &s, &zip, true).await;
+    res?;
+    assert!(out.contains("[ok] function -> postgres"), "{out}");
+    assert!(out.contains("[ok] function -> secrets manager: every function subnet routes 0.0.0.0/0 to a NAT gateway"), "{out}");
+    assert!(!role_exists(&c, &s.role).await, "dry run created the role");
+    Ok(())
+}
+
+/// The seed's role (SecretsManagerReadWrite attached) is brought down to least privilege, and a
+/// secret under a customer-managed key adds `kms:Decrypt` on that key only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_role_is_narrowed_and_customer_key_gets_decrypt() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let c = Clients::new(&moto.sdk_config().await);
+    let seeded = seed(&c, true).await?;
+    add_secrets_manager_endpoint(&c, &seeded).await?;
+    let key = "arn:aws:kms:eu-west-3:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    c.secrets
+        .create_secret()
+        .name("ca-a2a/db-password-cmk")
+        .secret_string("{\"password\": \"seed-password\"}")
+        .kms_key_id(key)
+        .send()
+        .await?;
+    let mut s = settings();
+    s.secret = "ca-a2a/db-password-cmk".into();
+    c.iam
+        .create_role()
+        .role_name(&s.role)
+        .assume_role_policy_document(xtask::deploy::trust_policy().to_string())
+        .send()
+        .await?;
+    let rw = "arn:aws:iam::aws:policy/SecretsManagerReadWrite";
+    for arn in [VPC_ACCESS_POLICY, rw] {
+        c.iam
+            .attach_role_policy()
+            .role_name(&s.role)
+            .policy_arn(arn)
+            .send()
+            .await?;
+    }
+
+    let (res, _) = run(&c, &s, &fake_zip(b"\x7fELF"), false).await;
+    let report = res?;
+    assert!(
+        report
+            .changes
+            .contains(&Change::DetachPolicy { arn: rw.into() })
+    );
+    let attached: Vec<String> = c
+        .iam
+        .list_attached_role_policies()
+        .role_name(&s.role)
+        .send()
+        .await?
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect();
+    assert_eq!(attached, vec![VPC_ACCESS_POLICY.to_string()]);
+    let doc = c
+        .iam
+        .get_role_policy()
+        .role_name(&s.role)
+        .policy_name(SECRET_POLICY_NAME)
+        .send()
+        .await?;
+    let doc = policy(doc.policy_document());
+    let statements = doc["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 2, "{doc}");
+    assert_eq!(statements[0]["Action"], "secretsmanager:GetSecretValue");
+    assert_eq!(statements[0]["Resource"], report.secret_arn);
+    assert_eq!(statements[1]["Action"], "kms:Decrypt");
+    assert_eq!(statements[1]["Resource"], key);
+    Ok(())
+}
