@@ -6,6 +6,7 @@ pub mod build;
 pub mod clean;
 pub mod deploy;
 pub mod invoke;
+pub mod invoke_api;
 pub mod local;
 pub mod preflight;
 pub mod test;
