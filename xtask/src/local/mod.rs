@@ -1,5 +1,6 @@
 //! Local stand-ins for what Lambda gives the function in AWS: Postgres, Secrets Manager, the Runtime API.
 
 pub mod postgres;
+pub mod runtime_api;
 pub mod secrets_manager;
 pub mod tls;
