@@ -3,7 +3,7 @@
 
 use lambda_runtime::Diagnostic;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum InitError {
     #[error("{0}")]
     Config(String),

@@ -1,0 +1,222 @@
+//! Every bad input gets its named error, a one-line message, and never the password; TLS modes.
+
+use std::time::{Duration, Instant};
+
+use init_fn::InitError;
+use serde_json::json;
+use tests::harness::{self, DB, Harness, SECRET_ID, with_extra};
+
+/// The error's name, with the password checked absent from everything the caller could see.
+fn name_of(h: &Harness, result: Result<serde_json::Value, InitError>) -> (String, String) {
+    let err = match result {
+        Ok(report) => panic!("expected an error, got {report:#}"),
+        Err(err) => err,
+    };
+    let password = h.pg.password();
+    let diagnostic = lambda_runtime::Diagnostic::from(err.clone());
+    for shown in [
+        err.to_string(),
+        format!("{err:?}"),
+        diagnostic.error_message.clone(),
+    ] {
+        assert!(!shown.contains(password), "password leaked: {shown}");
+        assert!(!shown.contains('\n'), "not one line: {shown}");
+    }
+    assert_eq!(diagnostic.error_type, err.error_type());
+    (err.error_type().to_string(), err.one_line())
+}
+
+#[tokio::test]
+async fn secret_and_auth_failures() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+
+    h.secrets.put(SECRET_ID, "not-the-password");
+    let (kind, msg) = name_of(&h, h.invoke(&[], json!({})).await);
+    assert_eq!(kind, "Auth", "{msg}");
+    assert!(msg.contains("password authentication failed"), "{msg}");
+    assert!(!msg.contains("not-the-password"), "{msg}");
+
+    let (kind, msg) = name_of(
+        &h,
+        h.invoke(&[("DB_SECRET_ID", "ca-a2a/no-such-secret")], json!({}))
+            .await,
+    );
+    assert_eq!(kind, "SecretFetch", "{msg}");
+    assert!(
+        msg.contains("ResourceNotFoundException") && msg.contains("ca-a2a/no-such-secret"),
+        "{msg}"
+    );
+
+    h.secrets.put(
+        SECRET_ID,
+        &format!(r#"{{"username":"postgres","pass":"{}"}}"#, h.pg.password()),
+    );
+    let (kind, msg) = name_of(&h, h.invoke(&[], json!({})).await);
+    assert_eq!(kind, "SecretFormat", "{msg}");
+    assert!(msg.contains("without a \"password\""), "{msg}");
+
+    h.secrets.put(SECRET_ID, "");
+    let (kind, msg) = name_of(&h, h.invoke(&[], json!({})).await);
+    assert_eq!(kind, "SecretFormat", "{msg}");
+    assert!(msg.contains("is empty"), "{msg}");
+
+    // Nothing of any of that touched the database.
+    assert!(h.ledger(DB).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn rds_managed_json_secret_supplies_the_connection() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    let secret = json!({
+        "engine": "postgres", "username": h.pg.user(), "password": h.pg.password(),
+        "host": h.pg.host(), "port": h.pg.port(), "dbname": DB,
+    });
+    h.secrets.put("rds!db-1234", &secret.to_string());
+    let arn = h.secrets.arn("rds!db-1234").unwrap();
+    // Only the secret ARN and TLS settings in the environment: host, port, db and user come from it.
+    let report = h
+        .invoke(
+            &[
+                ("DB_HOST", ""),
+                ("DB_PORT", ""),
+                ("DB_NAME", ""),
+                ("DB_USER", ""),
+                ("DB_SECRET_ID", &arn),
+            ],
+            json!({}),
+        )
+        .await?;
+    assert_eq!(harness::states(&report), ["applied"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unreachable_and_silent_hosts_fail_within_the_connect_timeout() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    // Accepts TCP connections (kernel backlog) but never answers the startup packet.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = silent.local_addr()?.port().to_string();
+    let started = Instant::now();
+    let (kind, msg) = name_of(
+        &h,
+        h.invoke(
+            &[
+                ("DB_HOST", "127.0.0.1"),
+                ("DB_PORT", &port),
+                ("DB_CONNECT_TIMEOUT_S", "2"),
+            ],
+            json!({}),
+        )
+        .await,
+    );
+    let took = started.elapsed();
+    assert_eq!(kind, "Connect", "{msg}");
+    assert!(msg.contains("DB_CONNECT_TIMEOUT_S"), "{msg}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "took {took:?}"
+    );
+
+    // Nothing listens: refused at once.
+    drop(silent);
+    let (kind, msg) = name_of(
+        &h,
+        h.invoke(&[("DB_HOST", "127.0.0.1"), ("DB_PORT", &port)], json!({}))
+            .await,
+    );
+    assert_eq!(kind, "Connect", "{msg}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn tls_modes_and_certificate_checks() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    // The certificate names `localhost`; 127.0.0.1 is the same server under a name it does not carry.
+    let (kind, msg) = name_of(
+        &h,
+        h.invoke(&[("DB_HOST", "127.0.0.1")], json!({"action": "status"}))
+            .await,
+    );
+    assert_eq!(kind, "Tls", "{msg}");
+    // Without DB_CA_BUNDLE, verify-full trusts only the compiled-in Amazon RDS CAs.
+    let (kind, msg) = name_of(
+        &h,
+        h.invoke(&[("DB_CA_BUNDLE", "")], json!({"action": "status"}))
+            .await,
+    );
+    assert_eq!(kind, "Tls", "{msg}");
+    // verify-ca checks the chain but not the name; require checks neither; disable is plain text.
+    for (mode, host) in [
+        ("verify-ca", "127.0.0.1"),
+        ("require", "127.0.0.1"),
+        ("disable", "localhost"),
+    ] {
+        let overrides = [("DB_SSLMODE", mode), ("DB_HOST", host)];
+        let report = h.invoke(&overrides, json!({"action": "status"})).await;
+        assert!(report.is_ok(), "{mode}: {:?}", report.err());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_events_and_config() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    for event in [
+        json!({"action": "drop"}),
+        json!({"action": "apply", "force": true}),
+        json!("apply"),
+        json!([1]),
+    ] {
+        let (kind, msg) = name_of(&h, h.invoke(&[], event.clone()).await);
+        assert_eq!(kind, "InvalidEvent", "{event}: {msg}");
+    }
+    let (kind, msg) = name_of(&h, h.invoke(&[("DB_SSLMODE", "prefer")], json!({})).await);
+    assert_eq!(kind, "Config", "{msg}");
+    assert!(msg.contains("DB_SSLMODE"), "{msg}");
+    let (kind, msg) = name_of(&h, h.invoke(&[("DB_HOST", "")], json!({})).await);
+    assert_eq!(kind, "Config", "{msg}");
+    assert!(msg.contains("DB_HOST"), "{msg}");
+    assert!(h.ledger(DB).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_edited_applied_migration_is_refused_and_nothing_is_applied() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    h.invoke(&[], json!({})).await?;
+    let mut edited = with_extra(&[(2, "add_audit", "CREATE TABLE audit (id int);")]);
+    edited[0] = init_fn::migrate::Migration::new(
+        1,
+        "initial_schema",
+        &format!("{}\n-- edited\n", edited[0].sql),
+    );
+    for action in ["apply", "plan", "status", "verify"] {
+        let (kind, msg) = name_of(
+            &h,
+            harness::invoke(&h.state(&[], edited.clone()), json!({"action": action})).await,
+        );
+        assert_eq!(kind, "ChecksumMismatch", "{action}: {msg}");
+        assert!(msg.contains("migration 1 (initial_schema)"), "{msg}");
+    }
+    assert_eq!(
+        h.ledger(DB).await?.len(),
+        1,
+        "0002 must not have been applied"
+    );
+    assert!(!h.relations(DB).await?.contains(&"audit".to_string()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_migration_whose_sql_fails_names_version_and_sqlstate() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    let broken = with_extra(&[(2, "typo", "CREATE TABLEE audit (id int);")]);
+    let (kind, msg) = name_of(&h, harness::invoke(&h.state(&[], broken), json!({})).await);
+    assert_eq!(kind, "MigrationFailed", "{msg}");
+    assert!(
+        msg.contains("migration 2 (typo)") && msg.contains("SQLSTATE 42601"),
+        "{msg}"
+    );
+    Ok(())
+}
