@@ -149,6 +149,13 @@ async fn handle<B: Backend>(
     } else {
         body.to_vec()
     };
+    if serde_json::from_slice::<serde_json::Value>(&event).is_err() {
+        return aws_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            "Could not parse request body into json",
+        );
+    }
     let outcome = {
         let _one_at_a_time = shared.busy.lock().await;
         shared.backend.invoke(event).await

@@ -9,7 +9,9 @@ pub mod invoke;
 pub mod invoke_api;
 pub mod local;
 pub mod preflight;
+pub mod serve;
 pub mod test;
+pub mod test_local;
 
 use std::path::PathBuf;
 

@@ -12,10 +12,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Test(xtask::test::Test),
+    TestLocal(xtask::test_local::TestLocal),
     Build(xtask::build::Build),
     Deploy(xtask::deploy::Deploy),
     Invoke(xtask::invoke::Invoke),
     Clean(xtask::clean::Clean),
+    Serve(xtask::serve::Serve),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -24,9 +26,11 @@ fn main() -> anyhow::Result<()> {
     sh.change_dir(project_root());
     match cli.command {
         Command::Test(cmd) => cmd.run(&sh),
+        Command::TestLocal(cmd) => cmd.run(&sh),
         Command::Build(cmd) => cmd.run(&sh),
         Command::Deploy(cmd) => cmd.run(&sh),
         Command::Invoke(cmd) => cmd.run(&sh),
         Command::Clean(cmd) => cmd.run(&sh),
+        Command::Serve(cmd) => cmd.run(&sh),
     }
 }
