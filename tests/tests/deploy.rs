@@ -326,7 +326,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
     let mut want_subnets = seeded.subnets.clone();
     want_subnets.sort();
     assert_eq!(subnets, want_subnets);
-    assert_eq!(vpc.security_group_ids(), [seeded.sg.clone()]);
+    assert_eq!(vpc.security_group_ids(), std::slice::from_ref(&seeded.sg));
 
     // Re-deploy with nothing changed changes nothing.
     let (res, out) = run(&c, &s, &zip, false).await;

@@ -138,7 +138,7 @@ pub fn summary(v: &Value) -> String {
     for t in v["tables"].as_array().into_iter().flatten() {
         let _ = writeln!(
             s,
-            "  table {:<28} {} rows",
+            "  rows  {:<28} {}",
             t["name"].as_str().unwrap_or("?"),
             t["rows"]
         );
