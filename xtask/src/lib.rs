@@ -11,6 +11,7 @@ pub mod local;
 pub mod preflight;
 pub mod serve;
 pub mod test;
+pub mod test_local;
 
 use std::path::PathBuf;
 

@@ -12,6 +12,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Test(xtask::test::Test),
+    TestLocal(xtask::test_local::TestLocal),
     Build(xtask::build::Build),
     Deploy(xtask::deploy::Deploy),
     Invoke(xtask::invoke::Invoke),
@@ -25,6 +26,7 @@ fn main() -> anyhow::Result<()> {
     sh.change_dir(project_root());
     match cli.command {
         Command::Test(cmd) => cmd.run(&sh),
+        Command::TestLocal(cmd) => cmd.run(&sh),
         Command::Build(cmd) => cmd.run(&sh),
         Command::Deploy(cmd) => cmd.run(&sh),
         Command::Invoke(cmd) => cmd.run(&sh),

@@ -83,6 +83,7 @@ pub struct PgServer {
     user: String,
     password: String,
     ca_bundle: Option<PathBuf>,
+    sslmode: String,
 }
 
 enum Backend {
@@ -167,6 +168,13 @@ impl PgServer {
     /// PEM of the per-run CA that signed the server certificate (`None` for a URL server).
     pub fn ca_bundle_path(&self) -> Option<&Path> {
         self.ca_bundle.as_deref()
+    }
+
+    /// The `DB_SSLMODE` the bootstrap should use: `verify-full` with the per-run CA for
+    /// docker/local; for a URL its `sslmode` parameter, else `verify-full` when it names an
+    /// `sslrootcert`, else `require`.
+    pub fn sslmode(&self) -> &str {
+        &self.sslmode
     }
 
     /// `SHOW server_version`, e.g. `17.6 (Debian 17.6-1)`.
@@ -478,6 +486,7 @@ async fn start_docker(image: &str) -> anyhow::Result<PgServer> {
         user: SUPERUSER.to_string(),
         password,
         ca_bundle: Some(ca_path),
+        sslmode: "verify-full".to_string(),
     })
 }
 
@@ -712,6 +721,7 @@ fn start_local_blocking() -> anyhow::Result<PgServer> {
         user: SUPERUSER.to_string(),
         password,
         ca_bundle: Some(ca_path),
+        sslmode: "verify-full".to_string(),
     })
 }
 
@@ -729,6 +739,7 @@ fn append(path: &Path, text: &str) -> anyhow::Result<()> {
 // url
 
 async fn start_url(url: &str) -> anyhow::Result<PgServer> {
+    let (url, sslmode, sslrootcert) = split_tls_params(url);
     // The URL may hold a password: never put it in an error message.
     let config: tokio_postgres::Config = url
         .parse()
@@ -743,19 +754,51 @@ async fn start_url(url: &str) -> anyhow::Result<PgServer> {
         .get_password()
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .unwrap_or_default();
+    let ca_bundle = sslrootcert.map(|p| crate::project_root().join(p));
+    let sslmode = sslmode.unwrap_or_else(|| {
+        if ca_bundle.is_some() {
+            "verify-full"
+        } else {
+            "require"
+        }
+        .to_string()
+    });
     let server = PgServer {
         backend: Backend::Url,
         host,
         port,
         user,
         password,
-        ca_bundle: None,
+        ca_bundle,
+        sslmode,
     };
     server
         .client("postgres")
         .await
         .context("postgres: the server given by URL does not accept a connection")?;
     Ok(server)
+}
+
+/// Take libpq's `sslmode` and `sslrootcert` out of a URL's query (tokio-postgres rejects
+/// `sslrootcert` and `verify-full`); they become the bootstrap's `DB_SSLMODE`/`DB_CA_BUNDLE`.
+fn split_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None, None);
+    };
+    let (mut sslmode, mut sslrootcert, mut rest) = (None, None, Vec::new());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslmode", v)) => sslmode = Some(v.to_string()),
+            Some(("sslrootcert", v)) => sslrootcert = Some(v.to_string()),
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, sslmode, sslrootcert)
 }
 
 #[cfg(test)]
@@ -790,6 +833,32 @@ mod tests {
         );
         assert!(split_image("postgres").is_err());
         assert!(split_image("r:5000/pg").is_err());
+    }
+
+    #[test]
+    fn splits_tls_params_from_urls() {
+        assert_eq!(
+            split_tls_params(
+                "postgres://u:p@localhost:5432/db?sslmode=verify-full&sslrootcert=target/ca.pem"
+            ),
+            (
+                "postgres://u:p@localhost:5432/db".to_string(),
+                Some("verify-full".to_string()),
+                Some("target/ca.pem".to_string())
+            )
+        );
+        assert_eq!(
+            split_tls_params("postgres://h/db?connect_timeout=5&sslmode=require"),
+            (
+                "postgres://h/db?connect_timeout=5".to_string(),
+                Some("require".to_string()),
+                None
+            )
+        );
+        assert_eq!(
+            split_tls_params("postgres://h/db"),
+            ("postgres://h/db".to_string(), None, None)
+        );
     }
 
     #[test]
