@@ -2,21 +2,25 @@
 
 use init_fn::{Config, State, handle, migrate, secret};
 use lambda_runtime::{LambdaEvent, service_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    // init-fn's own progress at info; the SDK and driver only when they warn.
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::Level::WARN)
+        .with_target("init_fn", tracing::Level::INFO);
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
-        )
         .with_ansi(false)
         .without_time()
         .with_target(false)
+        .finish()
+        .with(filter)
         .init();
     let state = State::new(
         Config::from_env(),
-        secret::client_from_env().await,
+        secret::client_from_env(),
         migrate::embedded(),
     );
     let state = &state;

@@ -44,23 +44,48 @@ pub fn https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
 }
 
 /// SDK timeouts: an unreachable endpoint fails in seconds, not at the Lambda timeout.
-pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
-    aws_config::timeout::TimeoutConfig::builder()
+pub fn timeouts() -> aws_sdk_secretsmanager::config::timeout::TimeoutConfig {
+    aws_sdk_secretsmanager::config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
         .operation_attempt_timeout(Duration::from_secs(5))
         .operation_timeout(Duration::from_secs(12))
         .build()
 }
 
-/// The production client: region, credentials and endpoint (`AWS_ENDPOINT_URL_SECRETS_MANAGER`)
-/// from the standard AWS environment.
-pub async fn client_from_env() -> Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// The production client, configured from what Lambda puts in the environment: `AWS_REGION`, the
+/// execution role's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, and
+/// `AWS_ENDPOINT_URL_SECRETS_MANAGER` (or `AWS_ENDPOINT_URL`) for local runs. Reading these directly
+/// instead of through aws-config keeps STS/SSO/IMDS code out of the binary (zip size, cold start).
+pub fn client_from_env() -> Client {
+    client_from_lookup(|name| std::env::var(name).ok())
+}
+
+pub fn client_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Client {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    let region = var("AWS_REGION")
+        .or_else(|| var("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "eu-west-3".to_string());
+    let mut config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
         .http_client(https_client())
-        .timeout_config(timeouts())
-        .load()
-        .await;
-    Client::new(&config)
+        .timeout_config(timeouts());
+    if let (Some(key), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+        config = config.credentials_provider(Credentials::new(
+            key,
+            secret,
+            var("AWS_SESSION_TOKEN"),
+            None,
+            "environment",
+        ));
+    }
+    if let Some(endpoint) =
+        var("AWS_ENDPOINT_URL_SECRETS_MANAGER").or_else(|| var("AWS_ENDPOINT_URL"))
+    {
+        config = config.endpoint_url(endpoint);
+    }
+    Client::from_conf(config.build())
 }
 
 pub async fn fetch(client: &Client, secret_id: &str) -> Result<Secret, InitError> {
