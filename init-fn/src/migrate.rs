@@ -7,7 +7,7 @@ use std::{
 };
 
 use sha2::{Digest, Sha256};
-use tokio_postgres::{Client, error::SqlState};
+use tokio_postgres::{Client, GenericClient, error::SqlState};
 
 use crate::{
     error::{InitError, one_line},
@@ -261,15 +261,35 @@ async fn apply_one(
 ) -> Result<u64, InitError> {
     let started = Instant::now();
     let failed = |err: tokio_postgres::Error| migration_failed(m, err);
-    let insert = format!(
-        "INSERT INTO {LEDGER} (version, name, checksum, duration_ms, applied_by) VALUES ($1, $2, $3, $4, $5)"
-    );
     if m.transactional {
         let tx = client.transaction().await.map_err(failed)?;
         tx.batch_execute(&m.sql).await.map_err(failed)?;
         let ms = started.elapsed().as_millis() as u64;
-        tx.execute(
-            &insert,
+        record(&tx, m, ms, options).await.map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        Ok(ms)
+    } else {
+        for statement in split_statements(&m.sql) {
+            client.batch_execute(&statement).await.map_err(failed)?;
+        }
+        let ms = started.elapsed().as_millis() as u64;
+        record(&*client, m, ms, options).await.map_err(failed)?;
+        Ok(ms)
+    }
+}
+
+/// Writes the ledger row of `m`.
+async fn record(
+    client: &impl GenericClient,
+    m: &Migration,
+    ms: u64,
+    options: &Options,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {LEDGER} (version, name, checksum, duration_ms, applied_by) VALUES ($1, $2, $3, $4, $5)"
+            ),
             &[
                 &(m.version as i32),
                 &m.name,
@@ -279,29 +299,6 @@ async fn apply_one(
             ],
         )
         .await
-        .map_err(failed)?;
-        tx.commit().await.map_err(failed)?;
-        Ok(ms)
-    } else {
-        for statement in split_statements(&m.sql) {
-            client.batch_execute(&statement).await.map_err(failed)?;
-        }
-        let ms = started.elapsed().as_millis() as u64;
-        client
-            .execute(
-                &insert,
-                &[
-                    &(m.version as i32),
-                    &m.name,
-                    &m.checksum,
-                    &(ms as i64),
-                    &options.applied_by,
-                ],
-            )
-            .await
-            .map_err(failed)?;
-        Ok(ms)
-    }
 }
 
 fn migration_failed(m: &Migration, err: tokio_postgres::Error) -> InitError {
@@ -561,119 +558,56 @@ fn verify(
     }
 }
 
-/// The SQL with comments blanked out, string and identifier quoting respected.
-fn strip_comments(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let chars: Vec<char> = sql.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        if c == '-' && next == Some('-') {
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
-            }
-            continue;
-        }
-        if c == '/' && next == Some('*') {
-            i += 2;
-            while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
-                i += 1;
-            }
-            i += 2;
-            out.push(' ');
-            continue;
-        }
-        if c == '\'' || c == '"' {
-            out.push(c);
-            i += 1;
-            while i < chars.len() {
-                out.push(chars[i]);
-                if chars[i] == c {
-                    break;
-                }
-                i += 1;
-            }
-            i += 1;
-            continue;
-        }
-        if c == '$'
-            && let Some(end) = chars[i + 1..].iter().position(|&ch| ch == '$')
-        {
-            let tag: String = chars[i..i + end + 2].iter().collect();
-            if tag[1..tag.len() - 1]
-                .chars()
-                .all(|ch| ch.is_alphanumeric() || ch == '_')
-            {
-                let rest: String = chars[i + tag.len()..].iter().collect();
-                let body_len = rest.find(&tag).map_or(rest.len(), |p| p + tag.len());
-                out.push_str(&tag);
-                out.push_str(&rest[..body_len]);
-                i += tag.chars().count() + rest[..body_len].chars().count();
-                continue;
-            }
-        }
-        out.push(c);
-        i += 1;
-    }
-    out
-}
-
-/// Splits a no-transaction migration into single statements (each runs on its own).
+/// Splits SQL into single statements without comments, respecting quotes and `$tag$` bodies
+/// (no-transaction migrations run each on its own).
 pub fn split_statements(sql: &str) -> Vec<String> {
-    let stripped = strip_comments(sql);
     let mut statements = Vec::new();
     let mut current = String::new();
-    let mut quote: Option<String> = None;
-    let chars: Vec<char> = stripped.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if let Some(q) = &quote {
-            let rest: String = chars[i..].iter().take(q.chars().count()).collect();
-            if &rest == q {
-                current.push_str(q);
-                i += q.chars().count();
-                quote = None;
-                continue;
+    let mut rest = sql;
+    while let Some(c) = rest.chars().next() {
+        // The length of the token starting here, and whether it is kept.
+        let (len, keep) = if rest.starts_with("--") {
+            (rest.find('\n').unwrap_or(rest.len()), false)
+        } else if rest.starts_with("/*") {
+            (rest.find("*/").map_or(rest.len(), |p| p + 2), false)
+        } else if c == '\'' || c == '"' {
+            (rest[1..].find(c).map_or(rest.len(), |p| p + 2), true)
+        } else if let Some(tag) = dollar_tag(rest) {
+            let body = &rest[tag.len()..];
+            (
+                body.find(tag)
+                    .map_or(rest.len(), |p| tag.len() + p + tag.len()),
+                true,
+            )
+        } else if c == ';' {
+            if !current.trim().is_empty() {
+                statements.push(current.trim().to_string());
             }
-            current.push(c);
-            i += 1;
-            continue;
+            current.clear();
+            (1, false)
+        } else {
+            (c.len_utf8(), true)
+        };
+        if keep {
+            current.push_str(&rest[..len]);
+        } else if len > 1 {
+            current.push(' ');
         }
-        match c {
-            '\'' | '"' => quote = Some(c.to_string()),
-            '$' => {
-                if let Some(end) = chars[i + 1..].iter().position(|&ch| ch == '$') {
-                    let tag: String = chars[i..i + end + 2].iter().collect();
-                    if tag[1..tag.len() - 1]
-                        .chars()
-                        .all(|ch| ch.is_alphanumeric() || ch == '_')
-                    {
-                        current.push_str(&tag);
-                        i += tag.chars().count();
-                        quote = Some(tag);
-                        continue;
-                    }
-                }
-            }
-            ';' => {
-                if !current.trim().is_empty() {
-                    statements.push(current.trim().to_string());
-                }
-                current.clear();
-                i += 1;
-                continue;
-            }
-            _ => {}
-        }
-        current.push(c);
-        i += 1;
+        rest = &rest[len..];
     }
     if !current.trim().is_empty() {
         statements.push(current.trim().to_string());
     }
     statements
+}
+
+/// `$tag$` (or `$$`) at the start of `s`.
+fn dollar_tag(s: &str) -> Option<&str> {
+    let end = s.strip_prefix('$')?.find('$')? + 2;
+    s[1..end - 1]
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_')
+        .then(|| &s[..end])
 }
 
 /// Tables and indexes a migration creates, read from its `CREATE` statements.
