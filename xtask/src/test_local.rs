@@ -88,9 +88,10 @@ impl Target {
 }
 
 /// `cargo build --release -p init-fn`; returns `target/release/init-fn`.
-pub fn build_release_bootstrap(sh: &Shell) -> anyhow::Result<PathBuf> {
+pub fn build_release_bootstrap() -> anyhow::Result<PathBuf> {
+    let sh = Shell::new()?;
     let cargo = crate::cargo();
-    let _dir = sh.push_dir(crate::project_root());
+    sh.change_dir(crate::project_root());
     cmd!(sh, "{cargo} build --release --quiet -p init-fn")
         .run()
         .context("test-local: build the release bootstrap")?;
@@ -386,6 +387,8 @@ pub enum SnapshotMode {
     Check,
     /// Write `NAME.snap` (refused under CI).
     Update,
+    /// Compare only; write nothing.
+    Compare,
 }
 
 /// The result of comparing one step with its snapshot.
@@ -428,7 +431,7 @@ pub fn check_snapshot(
         let _ = std::fs::remove_file(&new_path);
         return Ok(SnapshotResult::Written);
     }
-    if !crate::is_ci() {
+    if mode == SnapshotMode::Check && !crate::is_ci() {
         std::fs::write(&new_path, &file)?;
     }
     Ok(match old_body {
@@ -542,7 +545,7 @@ impl TestLocal {
                 &format!("build: release bootstrap ({:?})", self.arch).to_lowercase(),
             );
             match self.arch {
-                TargetArch::Host => Target::host(build_release_bootstrap(sh)?),
+                TargetArch::Host => Target::host(build_release_bootstrap()?),
                 TargetArch::Arm64 => Target::arm64(crate::build::bootstrap(sh, Arch::Arm64)?),
             }
         };
