@@ -88,7 +88,7 @@ pub struct PgServer {
 
 enum Backend {
     Docker {
-        container: ContainerAsync<TlsPostgres>,
+        container: Box<ContainerAsync<TlsPostgres>>,
         /// Holds `ca.pem` for the bootstrap (`DB_CA_BUNDLE`).
         _dir: tempfile::TempDir,
     },
@@ -478,7 +478,7 @@ async fn start_docker(image: &str) -> anyhow::Result<PgServer> {
     std::fs::write(&ca_path, &certs.ca_pem)?;
     Ok(PgServer {
         backend: Backend::Docker {
-            container,
+            container: Box::new(container),
             _dir: dir,
         },
         host: SERVER_NAME.to_string(),
