@@ -638,7 +638,11 @@ fn vpc_config(want: &FunctionSpec) -> lambda::types::VpcConfig {
 /// A role IAM has just created is not yet assumable by Lambda: retry that error for up to 2 minutes.
 fn is_role_propagation<E: lambda::error::ProvideErrorMetadata>(e: &E) -> bool {
     e.code() == Some("InvalidParameterValueException")
-        && e.message().is_some_and(|m| m.contains("cannot be assumed"))
+        && e.message().is_some_and(|m| {
+            // "The role defined for the function cannot be assumed by Lambda", or the VPC policy
+            // not yet visible: "... does not have permissions to call CreateNetworkInterface on EC2".
+            m.contains("cannot be assumed") || m.contains("does not have permissions to call")
+        })
 }
 
 const PROPAGATION_RETRY: std::time::Duration = std::time::Duration::from_secs(120);
