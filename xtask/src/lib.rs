@@ -2,6 +2,7 @@
 //! Every command lives in its own module; `main.rs` only parses flags and dispatches.
 
 pub mod aws;
+pub mod bench;
 pub mod build;
 pub mod clean;
 pub mod deploy;

@@ -13,6 +13,7 @@ struct Cli {
 enum Command {
     Test(xtask::test::Test),
     TestLocal(xtask::test_local::TestLocal),
+    Bench(xtask::bench::Bench),
     Build(xtask::build::Build),
     Deploy(xtask::deploy::Deploy),
     Invoke(xtask::invoke::Invoke),
@@ -27,6 +28,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Test(cmd) => cmd.run(&sh),
         Command::TestLocal(cmd) => cmd.run(&sh),
+        Command::Bench(cmd) => cmd.run(&sh),
         Command::Build(cmd) => cmd.run(&sh),
         Command::Deploy(cmd) => cmd.run(&sh),
         Command::Invoke(cmd) => cmd.run(&sh),
