@@ -539,5 +539,12 @@ async fn seed_role_is_narrowed_and_customer_key_gets_decrypt() -> anyhow::Result
     assert_eq!(statements[0]["Resource"], report.secret_arn);
     assert_eq!(statements[1]["Action"], "kms:Decrypt");
     assert_eq!(statements[1]["Resource"], key);
+
+    // --keep-role: the function goes, the role and its policies stay.
+    let mut out = Vec::new();
+    let removed = xtask::clean::clean(&c, &s, true, &mut out).await?;
+    assert_eq!(removed, vec!["function ca-a2a-db-init".to_string()]);
+    assert!(function(&c, &s.function_name).await.is_none());
+    assert!(role_exists(&c, &s.role).await);
     Ok(())
 }
