@@ -775,3 +775,42 @@ pub async fn wait_ready(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str =
+        "arn:aws:secretsmanager:eu-west-3:111122223333:secret:ca-a2a/db-password-AbCdEf";
+
+    #[test]
+    fn secret_policy_is_least_privilege() {
+        let p = secret_policy(SECRET, None, "eu-west-3");
+        assert_eq!(p["Statement"].as_array().unwrap().len(), 1);
+        assert_eq!(p["Statement"][0]["Action"], "secretsmanager:GetSecretValue");
+        assert_eq!(p["Statement"][0]["Resource"], SECRET);
+
+        let p = secret_policy(SECRET, Some("1234abcd-12ab"), "eu-west-3");
+        assert_eq!(p["Statement"][1]["Action"], "kms:Decrypt");
+        assert_eq!(
+            p["Statement"][1]["Resource"],
+            "arn:aws:kms:eu-west-3:111122223333:key/1234abcd-12ab"
+        );
+        assert_eq!(
+            p["Statement"][1]["Condition"]["StringEquals"]["kms:ViaService"],
+            "secretsmanager.eu-west-3.amazonaws.com"
+        );
+        let p = secret_policy(SECRET, Some("alias/db"), "eu-west-3");
+        assert_eq!(p["Statement"][1]["Resource"], "*");
+    }
+
+    #[test]
+    fn iam_documents_are_compared_decoded() {
+        let encoded = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
+        assert_eq!(
+            policy_json(encoded),
+            Some(json!({"Version": "2012-10-17", "Statement": []}))
+        );
+        assert_eq!(policy_json("{\"a\": 1}"), Some(json!({"a": 1})));
+    }
+}
