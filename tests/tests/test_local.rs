@@ -89,3 +89,48 @@ fn changed_report_fails_with_a_diff() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The real bootstrap asking the Secrets Manager emulator for an id it does not hold: the SDK gets
+/// `ResourceNotFoundException` over the wire and the function fails with `SecretFetch`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_secret_fails_with_secret_fetch() -> anyhow::Result<()> {
+    use xtask::local::runtime_api::{FunctionSpec, LocalFunction, Outcome};
+    use xtask::local::secrets_manager::SecretsManager;
+
+    let target = bootstrap()?;
+    let secrets = SecretsManager::start().await?;
+    secrets.put(test_local::SECRET_ID, "irrelevant");
+    let mut spec = FunctionSpec::new(&target.bootstrap, test_local::FUNCTION_NAME);
+    spec.env = vec![
+        ("DB_HOST".into(), "localhost".into()),
+        ("DB_PORT".into(), "1".into()),
+        ("DB_SECRET_ID".into(), "ca-a2a/no-such-secret".into()),
+        (
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER".into(),
+            secrets.endpoint(),
+        ),
+    ];
+    let mut function = LocalFunction::start(spec).await?;
+    let inv = function.invoke(json!({})).await?;
+    let Outcome::FunctionError {
+        error_type,
+        error_message,
+    } = &inv.outcome
+    else {
+        panic!(
+            "expected a function error, got {:?}\n{}",
+            inv.outcome, inv.log
+        );
+    };
+    assert_eq!(error_type, "SecretFetch", "{error_message}\n{}", inv.log);
+    assert!(
+        error_message.contains("ca-a2a/no-such-secret"),
+        "the message names the secret: {error_message}"
+    );
+    assert!(
+        secrets.request_count() >= 1,
+        "the SDK must reach the emulator"
+    );
+    assert!(!inv.log.contains("irrelevant"));
+    Ok(())
+}
