@@ -1,17 +1,39 @@
-//! `cargo xtask test`: the README test command (fmt check, clippy, every test).
+//! `cargo xtask test`: the README test command (fmt check, clippy, every test, test-local runs).
+
+use std::time::Instant;
 
 use xshell::{Shell, cmd};
 
-/// Check formatting, run clippy with warnings as errors, then every unit and integration test
+/// Check formatting, run clippy with warnings as errors, run every unit and integration test, then
+/// `test-local` on Docker Postgres, on a local cluster, and with the arm64 bootstrap under qemu-user
 #[derive(clap::Args)]
-pub struct Test {}
+pub struct Test {
+    /// Skip the three `test-local` runs (fmt, clippy and `cargo test` only)
+    #[arg(long)]
+    no_test_local: bool,
+}
 
 impl Test {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let cargo = crate::cargo();
+        let started = Instant::now();
+        let step = |name: &str| eprintln!("\n== test [{:>4}s] {name}", started.elapsed().as_secs());
+        step("cargo fmt --check");
         cmd!(sh, "{cargo} fmt --all -- --check").run()?;
+        step("cargo clippy -D warnings");
         cmd!(sh, "{cargo} clippy --workspace --all-targets -- -D warnings").run()?;
+        step("cargo test --workspace");
         cmd!(sh, "{cargo} test --workspace").run()?;
+        if !self.no_test_local {
+            // Docker in CI (auto never falls back there), else whatever answers.
+            step("test-local --postgres auto");
+            cmd!(sh, "{cargo} xtask test-local --postgres auto").run()?;
+            step("test-local --postgres local (no Docker involved)");
+            cmd!(sh, "{cargo} xtask test-local --postgres local --no-build").run()?;
+            step("test-local --arch arm64 (Lambda arm64 bootstrap under qemu-user)");
+            cmd!(sh, "{cargo} xtask test-local --arch arm64 --postgres local").run()?;
+        }
+        step("all checks passed");
         Ok(())
     }
 }
