@@ -680,8 +680,13 @@ impl TestLocal {
         progress(
             started.elapsed(),
             &format!(
-                "ok: {} steps matched their snapshots ({} provider)",
+                "ok: {} steps {} ({} provider)",
                 scenario.steps.len(),
+                if written > 0 {
+                    format!("passed, {written} snapshots written")
+                } else {
+                    "matched their snapshots".to_string()
+                },
                 scenario.provider
             ),
         );

@@ -54,9 +54,10 @@ impl FromStr for PgChoice {
             url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 Ok(PgChoice::Url(url.to_string()))
             }
-            other => bail!(
-                "unknown postgres choice `{other}`: expected auto, docker, local or a postgres:// URL"
-            ),
+            // Not echoed: it could be a mistyped URL with a password in it.
+            _ => {
+                bail!("unknown --postgres value: expected auto, docker, local or a postgres:// URL")
+            }
         }
     }
 }
@@ -750,9 +751,11 @@ async fn start_url(url: &str) -> anyhow::Result<PgServer> {
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let user = config.get_user().unwrap_or(SUPERUSER).to_string();
+    // Without a password in the URL, libpq's PGPASSWORD (keeps it out of the command line).
     let password = config
         .get_password()
         .map(|p| String::from_utf8_lossy(p).into_owned())
+        .or_else(|| std::env::var("PGPASSWORD").ok())
         .unwrap_or_default();
     let ca_bundle = sslrootcert.map(|p| crate::project_root().join(p));
     let sslmode = sslmode.unwrap_or_else(|| {
