@@ -142,7 +142,7 @@ async fn adopts_a_database_the_original_initialized() -> anyhow::Result<()> {
 async fn adopts_a_partial_schema_left_by_the_original_race() -> anyhow::Result<()> {
     // The original's race left some objects behind: the first table only.
     let h = Harness::from_env().await?;
-    let first_table = SEED_DDL.split(';').nth(0).unwrap();
+    let first_table = SEED_DDL.split(';').next().unwrap();
     h.pg.client(DB).await?.batch_execute(first_table).await?;
     let report = h.invoke(&[], json!({})).await?;
     assert_eq!(

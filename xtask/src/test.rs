@@ -21,7 +21,11 @@ impl Test {
         step("cargo fmt --check");
         cmd!(sh, "{cargo} fmt --all -- --check").run()?;
         step("cargo clippy -D warnings");
-        cmd!(sh, "{cargo} clippy --workspace --all-targets -- -D warnings").run()?;
+        cmd!(
+            sh,
+            "{cargo} clippy --workspace --all-targets -- -D warnings"
+        )
+        .run()?;
         step("cargo test --workspace");
         cmd!(sh, "{cargo} test --workspace").run()?;
         if !self.no_test_local {
