@@ -20,6 +20,7 @@ pub const FUNCTION_NAME: &str = "ca-a2a-db-init";
 pub const SECRET_ID: &str = "ca-a2a/db-password";
 /// A second secret holding a wrong password, for the `Auth` step.
 pub const WRONG_SECRET_ID: &str = "ca-a2a/db-password-wrong";
+const WRONG_PASSWORD: &str = "not-the-password";
 /// The database the contract defaults to.
 pub const DATABASE: &str = "documents_db";
 
@@ -186,7 +187,7 @@ pub async fn run_scenario(
     server.create_database(&database).await?;
     let secrets = SecretsManager::start().await?;
     secrets.put(SECRET_ID, server.password());
-    secrets.put(WRONG_SECRET_ID, "not-the-password");
+    secrets.put(WRONG_SECRET_ID, WRONG_PASSWORD);
 
     let spec = |secret_id: &str| {
         let mut spec = FunctionSpec::new(&target.bootstrap, FUNCTION_NAME);
@@ -291,11 +292,13 @@ async fn run_step(
             describe(&invocation)
         )),
     };
-    if !server.password().is_empty()
-        && (invocation.log.contains(server.password())
-            || payload.to_string().contains(server.password()))
-    {
-        problem = Some("the database password appears in the log or the payload".to_string());
+    // Neither the real password nor the wrong one the Auth step uses may leak.
+    let leaked = [server.password(), WRONG_PASSWORD]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .any(|p| invocation.log.contains(p) || payload.to_string().contains(p));
+    if leaked {
+        problem = Some("a database password appears in the log or the payload".to_string());
     }
     Ok(Step {
         name,
