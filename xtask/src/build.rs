@@ -147,10 +147,10 @@ pub fn bootstrap(sh: &Shell, arch: Arch) -> anyhow::Result<PathBuf> {
     let _path = sh.push_env("PATH", path);
     let _dir = sh.push_dir(&root);
     let triple = format!("{}.{}.{}", arch.rust_target(), MAX_GLIBC.0, MAX_GLIBC.1);
-    cmd!(
+    crate::without_package_env(cmd!(
         sh,
         "{zigbuild} zigbuild --release -p init-fn --target {triple}"
-    )
+    ))
     .run()
     .with_context(|| format!("build: cargo zigbuild for {triple}"))?;
 

@@ -29,6 +29,27 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 
+/// Removes the per-package variables cargo sets for `cargo run` / `cargo test` children from `cmd`, so
+/// a nested cargo build sees the same environment whoever starts it. Build scripts (ring's) declare
+/// `rerun-if-env-changed` on `CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR` and the like: inherited values
+/// differing between `cargo xtask` and `cargo test` would rebuild the release bootstrap every time.
+pub fn without_package_env(mut cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+    const PREFIXES: &[&str] = &[
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+    ];
+    const NAMES: &[&str] = &["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"];
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name.as_ref()) {
+            cmd = cmd.env_remove(name.as_ref());
+        }
+    }
+    cmd
+}
+
 /// `CI=true` (or `1`): missing services are failures, snapshots are never written.
 pub fn is_ci() -> bool {
     matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))

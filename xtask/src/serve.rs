@@ -6,7 +6,6 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 pub use xshell::Shell;
-use xshell::cmd;
 
 use crate::build::{self, Arch};
 use crate::invoke_api::{self, InvokeApi, Outcome};
@@ -81,13 +80,8 @@ pub fn qemu_wrapper() -> Vec<String> {
 }
 
 /// `cargo build --release -p init-fn` for this machine; returns `target/release/init-fn`.
-pub fn host_bootstrap(sh: &Shell) -> anyhow::Result<PathBuf> {
-    let cargo = crate::cargo();
-    let _dir = sh.push_dir(crate::project_root());
-    cmd!(sh, "{cargo} build --release -p init-fn")
-        .run()
-        .context("serve: build the release bootstrap")?;
-    Ok(build::target_dir().join("release/init-fn"))
+pub fn host_bootstrap(_sh: &Shell) -> anyhow::Result<PathBuf> {
+    crate::test_local::build_release_bootstrap()
 }
 
 /// Postgres, the Secrets Manager emulator seeded with the password, and the function's sandbox.

@@ -93,7 +93,7 @@ pub fn build_release_bootstrap() -> anyhow::Result<PathBuf> {
     let sh = Shell::new()?;
     let cargo = crate::cargo();
     sh.change_dir(crate::project_root());
-    cmd!(sh, "{cargo} build --release --quiet -p init-fn")
+    crate::without_package_env(cmd!(sh, "{cargo} build --release --quiet -p init-fn"))
         .run()
         .context("test-local: build the release bootstrap")?;
     Ok(crate::build::target_dir().join("release/init-fn"))
