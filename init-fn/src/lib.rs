@@ -78,7 +78,7 @@ pub async fn handle(
     request_id: &str,
 ) -> Result<Report, InitError> {
     let action = parse_event(event)?;
-    let ready = state.ready.as_ref().map_err(clone_error)?;
+    let ready = state.ready.as_ref().map_err(InitError::clone)?;
     let config = &ready.config;
     tracing::info!(?action, secret_id = %config.secret_id, "fetching the database secret");
     let secret = secret::fetch(&state.secrets, &config.secret_id).await?;
@@ -111,14 +111,6 @@ pub async fn handle(
     let report = migrate::run(&mut client, &state.migrations, action, &options).await?;
     tracing::info!(ms = report.duration_ms, "done");
     Ok(report)
-}
-
-/// The stored startup error, re-raised per invocation.
-fn clone_error(err: &InitError) -> InitError {
-    match err {
-        InitError::Tls(m) => InitError::Tls(m.clone()),
-        other => InitError::Config(other.to_string()),
-    }
 }
 
 #[cfg(test)]
