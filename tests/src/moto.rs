@@ -70,8 +70,8 @@ impl Moto {
     }
 
     /// An SDK config pointing every service at this server, with dummy credentials.
-    pub async fn sdk_config(&self) -> xtask::aws::SdkConfig {
-        xtask::aws::local_sdk_config(&self.endpoint, "eu-west-3").await
+    pub async fn sdk_config(&self) -> xtask_aws::aws::SdkConfig {
+        xtask_aws::aws::local_sdk_config(&self.endpoint, "eu-west-3").await
     }
 }
 

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 use tests::moto::Moto;
-use xtask::aws::{Clients, Settings, ec2, lambda};
-use xtask::deploy::{Change, SECRET_POLICY_NAME, VPC_ACCESS_POLICY, deploy};
+use xtask_aws::aws::{Clients, Settings, ec2, lambda};
+use xtask_aws::deploy::{Change, SECRET_POLICY_NAME, VPC_ACCESS_POLICY, deploy};
 
 const REGION: &str = "eu-west-3";
 
@@ -151,7 +151,7 @@ async fn role_exists(c: &Clients, name: &str) -> bool {
 }
 
 async fn function(c: &Clients, name: &str) -> Option<lambda::types::FunctionConfiguration> {
-    xtask::deploy::get_function(c, name).await.unwrap()
+    xtask_aws::deploy::get_function(c, name).await.unwrap()
 }
 
 fn policy(doc: &str) -> Value {
@@ -183,7 +183,7 @@ async fn run(
     s: &Settings,
     zip: &[u8],
     dry_run: bool,
-) -> (anyhow::Result<xtask::deploy::DeployReport>, String) {
+) -> (anyhow::Result<xtask_aws::deploy::DeployReport>, String) {
     let mut out = Vec::new();
     let res = deploy(c, s, zip, dry_run, &mut out).await;
     let out = String::from_utf8(out).unwrap();
@@ -228,7 +228,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
         vec![
             Change::CreateRole {
                 name: "ca-a2a-lambda-db-init-role".into(),
-                trust_policy: xtask::deploy::trust_policy()
+                trust_policy: xtask_aws::deploy::trust_policy()
             },
             Change::AttachPolicy {
                 arn: VPC_ACCESS_POLICY.into()
@@ -266,7 +266,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
         .unwrap();
     assert_eq!(
         policy(role.assume_role_policy_document().unwrap()),
-        xtask::deploy::trust_policy()
+        xtask_aws::deploy::trust_policy()
     );
     let attached: Vec<String> = c
         .iam
@@ -298,7 +298,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
     assert_eq!((f.memory_size(), f.timeout()), (Some(128), Some(60)));
     assert_eq!(
         f.code_sha256(),
-        Some(xtask::deploy::code_sha256(&zip).as_str())
+        Some(xtask_aws::deploy::code_sha256(&zip).as_str())
     );
     let env = f.environment().and_then(|e| e.variables()).unwrap();
     let env: std::collections::BTreeMap<_, _> = env.iter().collect();
@@ -353,7 +353,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
     assert_eq!(f.memory_size(), Some(256));
     assert_eq!(
         f.code_sha256(),
-        Some(xtask::deploy::code_sha256(&zip2).as_str())
+        Some(xtask_aws::deploy::code_sha256(&zip2).as_str())
     );
 
     // Lambda creates the log group on the first invocation; clean must remove it.
@@ -364,7 +364,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
         .await?;
 
     let mut out = Vec::new();
-    let removed = xtask::clean::clean(&c, &s, false, &mut out).await?;
+    let removed = xtask_aws::clean::clean(&c, &s, false, &mut out).await?;
     println!("{}", String::from_utf8_lossy(&out));
     assert_eq!(
         removed,
@@ -388,7 +388,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
 
     // Idempotent: a second clean succeeds and says nothing was left.
     let mut out = Vec::new();
-    let removed = xtask::clean::clean(&c, &s, false, &mut out).await?;
+    let removed = xtask_aws::clean::clean(&c, &s, false, &mut out).await?;
     let out = String::from_utf8(out)?;
     println!("{out}");
     assert!(removed.is_empty());
@@ -494,7 +494,7 @@ async fn seed_role_is_narrowed_and_customer_key_gets_decrypt() -> anyhow::Result
     c.iam
         .create_role()
         .role_name(&s.role)
-        .assume_role_policy_document(xtask::deploy::trust_policy().to_string())
+        .assume_role_policy_document(xtask_aws::deploy::trust_policy().to_string())
         .send()
         .await?;
     let rw = "arn:aws:iam::aws:policy/SecretsManagerReadWrite";
@@ -542,7 +542,7 @@ async fn seed_role_is_narrowed_and_customer_key_gets_decrypt() -> anyhow::Result
 
     // --keep-role: the function goes, the role and its policies stay.
     let mut out = Vec::new();
-    let removed = xtask::clean::clean(&c, &s, true, &mut out).await?;
+    let removed = xtask_aws::clean::clean(&c, &s, true, &mut out).await?;
     assert_eq!(removed, vec!["function ca-a2a-db-init".to_string()]);
     assert!(function(&c, &s.function_name).await.is_none());
     assert!(role_exists(&c, &s.role).await);

@@ -36,24 +36,24 @@ impl Backend for Echo {
 #[tokio::test]
 async fn invoke_api_speaks_lambda_to_the_sdk() -> anyhow::Result<()> {
     let api = InvokeApi::start(([127, 0, 0, 1], 0).into(), "ca-a2a-db-init", Echo).await?;
-    let config = xtask::aws::local_sdk_config(&api.endpoint(), "eu-west-3").await;
-    let lambda = xtask::aws::lambda::Client::new(&config);
+    let config = xtask_aws::aws::local_sdk_config(&api.endpoint(), "eu-west-3").await;
+    let lambda = xtask_aws::aws::lambda::Client::new(&config);
 
-    let ok = xtask::invoke::invoke(&lambda, "ca-a2a-db-init", br#"{"action":"status"}"#).await?;
+    let ok = xtask_aws::invoke::invoke(&lambda, "ca-a2a-db-init", br#"{"action":"status"}"#).await?;
     assert_eq!(ok.status_code, 200);
     assert_eq!(ok.function_error, None);
     assert_eq!(ok.payload_json().unwrap()["action"], "status");
     let tail = ok.log_tail.clone().unwrap();
     assert!(tail.ends_with("invoked with status\nEND\n"), "{tail}");
     assert!(tail.len() <= 4096);
-    let summary = xtask::invoke::summary(&ok.payload_json().unwrap());
+    let summary = xtask_aws::invoke::summary(&ok.payload_json().unwrap());
     assert!(
         summary.contains("migration 0001 initial_schema"),
         "{summary}"
     );
     ok.into_result()?;
 
-    let failed = xtask::invoke::invoke(&lambda, "ca-a2a-db-init", br#"{"action":"boom"}"#).await?;
+    let failed = xtask_aws::invoke::invoke(&lambda, "ca-a2a-db-init", br#"{"action":"boom"}"#).await?;
     assert_eq!(failed.function_error.as_deref(), Some("Unhandled"));
     let err = format!("{:#}", failed.into_result().unwrap_err());
     assert!(
@@ -63,10 +63,10 @@ async fn invoke_api_speaks_lambda_to_the_sdk() -> anyhow::Result<()> {
 
     // The full ARN names the same function; another name is ResourceNotFound, as in AWS.
     let arn = "arn:aws:lambda:eu-west-3:000000000000:function:ca-a2a-db-init";
-    xtask::invoke::invoke(&lambda, arn, b"{}")
+    xtask_aws::invoke::invoke(&lambda, arn, b"{}")
         .await?
         .into_result()?;
-    let missing = xtask::invoke::invoke(&lambda, "other", b"{}")
+    let missing = xtask_aws::invoke::invoke(&lambda, "other", b"{}")
         .await
         .unwrap_err();
     assert!(

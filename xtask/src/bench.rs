@@ -32,6 +32,13 @@ pub struct Bench {
     /// Use the existing release bootstrap instead of building it
     #[arg(long)]
     no_build: bool,
+    /// Growth instead: an up-to-date apply on an empty `documents` vs one holding `--rows` rows, and
+    /// with 1 vs 100 applied migrations (both bootstraps built with `[profile.local]`)
+    #[arg(long)]
+    scale: bool,
+    /// Rows generated into `documents` for `--scale`
+    #[arg(long, default_value_t = 3_000_000)]
+    rows: i64,
 }
 
 /// One measured thing: wall times and peak RSS per run.
@@ -43,7 +50,7 @@ pub struct Series {
 }
 
 impl Series {
-    fn new(label: &'static str) -> Series {
+    pub fn new(label: &'static str) -> Series {
         Series {
             label,
             ..Series::default()
@@ -74,6 +81,10 @@ impl Bench {
         anyhow::ensure!(self.runs > 0, "bench: --runs must be at least 1");
         let choice: PgChoice = self.postgres.parse()?;
         let choice = choice.with_image(&self.image);
+        if self.scale {
+            anyhow::ensure!(self.rows > 0, "bench: --rows must be at least 1");
+            return crate::bench_scale::run(&choice, self.runs, self.rows);
+        }
         let bootstrap = if self.no_build {
             crate::build::target_dir().join("release/init-fn")
         } else {
@@ -91,7 +102,7 @@ impl Bench {
                 "bench: {runs} runs each, {} PostgreSQL {version}, sslmode={}, bootstrap {}",
                 server.kind(),
                 server.sslmode(),
-                bootstrap.display()
+                crate::relative(&bootstrap)
             );
             let results = measure(&server, &bootstrap, runs).await;
             server.stop().await?;
@@ -179,11 +190,11 @@ async fn psql_file(server: &PgServer, db: &str, file: &Path) -> anyhow::Result<(
     Ok((wall, rss))
 }
 
-fn mib(kb: u64) -> f64 {
+pub fn mib(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
 
-fn ms(d: Duration) -> f64 {
+pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

@@ -1,15 +1,12 @@
 //! `cargo xtask`: build, run locally, test, deploy, invoke and clean the `init-fn` Lambda.
 //! Every command lives in its own module; `main.rs` only parses flags and dispatches.
 
-pub mod aws;
+pub mod aws_commands;
 pub mod bench;
+pub mod bench_scale;
 pub mod build;
-pub mod clean;
-pub mod deploy;
-pub mod invoke;
 pub mod invoke_api;
 pub mod local;
-pub mod preflight;
 pub mod serve;
 pub mod test;
 pub mod test_local;
@@ -53,4 +50,21 @@ pub fn without_package_env(mut cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
 /// `CI=true` (or `1`): missing services are failures, snapshots are never written.
 pub fn is_ci() -> bool {
     matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
+}
+
+/// A tokio runtime for one command (xtask's commands are synchronous at the top).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// `path` relative to the project root when it is inside it (for output that must not show where
+/// this checkout lives), else as is.
+pub fn relative(path: &std::path::Path) -> String {
+    path.strip_prefix(project_root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }

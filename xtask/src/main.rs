@@ -15,9 +15,12 @@ enum Command {
     TestLocal(xtask::test_local::TestLocal),
     Bench(xtask::bench::Bench),
     Build(xtask::build::Build),
-    Deploy(xtask::deploy::Deploy),
-    Invoke(xtask::invoke::Invoke),
-    Clean(xtask::clean::Clean),
+    /// Deploy the function: discovery, preflight, least-privilege role, create or update (`--help` for flags)
+    Deploy(xtask::aws_commands::Passthrough),
+    /// Invoke the deployed function and show its report and log tail (`--help` for flags)
+    Invoke(xtask::aws_commands::Passthrough),
+    /// Remove the function and its role (`--help` for flags)
+    Clean(xtask::aws_commands::Passthrough),
     Serve(xtask::serve::Serve),
 }
 
@@ -30,9 +33,9 @@ fn main() -> anyhow::Result<()> {
         Command::TestLocal(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
         Command::Build(cmd) => cmd.run(&sh),
-        Command::Deploy(cmd) => cmd.run(&sh),
-        Command::Invoke(cmd) => cmd.run(&sh),
-        Command::Clean(cmd) => cmd.run(&sh),
+        Command::Deploy(cmd) => cmd.run(&sh, "deploy"),
+        Command::Invoke(cmd) => cmd.run(&sh, "invoke"),
+        Command::Clean(cmd) => cmd.run(&sh, "clean"),
         Command::Serve(cmd) => cmd.run(&sh),
     }
 }

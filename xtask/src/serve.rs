@@ -48,7 +48,7 @@ impl Serve {
             ServeArch::Arm64 => (build::bootstrap(sh, Arch::Arm64)?, Some(qemu_wrapper())),
         };
         let choice: PgChoice = self.postgres.parse()?;
-        crate::aws::runtime()?.block_on(async {
+        crate::runtime()?.block_on(async {
             let stack = LocalStack::start(&choice, bootstrap, wrapper).await?;
             let api = stack
                 .serve(([127, 0, 0, 1], self.port).into())

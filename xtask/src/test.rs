@@ -30,10 +30,10 @@ impl Test {
         cmd!(sh, "{cargo} test --workspace").run()?;
         if !self.no_test_local {
             // Docker in CI (auto never falls back there), else whatever answers.
-            step("test-local --postgres auto");
+            step("test-local --postgres auto (profile local)");
             cmd!(sh, "{cargo} xtask test-local --postgres auto").run()?;
-            step("test-local --postgres local (no Docker involved)");
-            cmd!(sh, "{cargo} xtask test-local --postgres local --no-build").run()?;
+            step("test-local --release --postgres local (the shipped profile, no Docker involved)");
+            cmd!(sh, "{cargo} xtask test-local --release --postgres local --no-build").run()?;
             step("test-local --arch arm64 (Lambda arm64 bootstrap under qemu-user)");
             cmd!(sh, "{cargo} xtask test-local --arch arm64 --postgres local").run()?;
         }

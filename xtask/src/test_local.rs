@@ -47,6 +47,10 @@ pub struct TestLocal {
     /// Use the existing bootstrap instead of building it
     #[arg(long)]
     no_build: bool,
+    /// Run the exact shipped build (`[profile.release]`: fat LTO, one codegen unit) instead of the
+    /// quick-to-rebuild `[profile.local]` (same code and features). `--arch arm64` is always release.
+    #[arg(long)]
+    release: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -88,15 +92,44 @@ impl Target {
     }
 }
 
-/// `cargo build --release -p init-fn`; returns `target/release/init-fn`.
-pub fn build_release_bootstrap() -> anyhow::Result<PathBuf> {
+/// Which cargo profile the host bootstrap is built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// `[profile.local]`: release settings without fat LTO, incremental; seconds to rebuild.
+    Local,
+    /// `[profile.release]`: exactly what ships to Lambda.
+    Release,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Local => "local",
+            Profile::Release => "release",
+        }
+    }
+
+    /// Where cargo puts the host `init-fn` of this profile.
+    pub fn bootstrap_path(self) -> PathBuf {
+        crate::build::target_dir().join(self.name()).join("init-fn")
+    }
+}
+
+/// `cargo build --profile <profile> -p init-fn` for this machine; returns the binary's path.
+pub fn build_bootstrap(profile: Profile) -> anyhow::Result<PathBuf> {
     let sh = Shell::new()?;
     let cargo = crate::cargo();
     sh.change_dir(crate::project_root());
-    crate::without_package_env(cmd!(sh, "{cargo} build --release --quiet -p init-fn"))
+    let name = profile.name();
+    crate::without_package_env(cmd!(sh, "{cargo} build --profile {name} --quiet -p init-fn"))
         .run()
-        .context("test-local: build the release bootstrap")?;
-    Ok(crate::build::target_dir().join("release/init-fn"))
+        .with_context(|| format!("test-local: build the bootstrap ({name} profile)"))?;
+    Ok(profile.bootstrap_path())
+}
+
+/// `cargo build --release -p init-fn`; returns `target/release/init-fn`.
+pub fn build_release_bootstrap() -> anyhow::Result<PathBuf> {
+    build_bootstrap(Profile::Release)
 }
 
 /// One scenario step: the event sent and what came back.
@@ -533,11 +566,14 @@ impl TestLocal {
             );
         }
 
+        let profile = if self.release || self.arch == TargetArch::Arm64 {
+            Profile::Release
+        } else {
+            Profile::Local
+        };
         let target = if self.no_build {
             match self.arch {
-                TargetArch::Host => {
-                    Target::host(crate::build::target_dir().join("release/init-fn"))
-                }
+                TargetArch::Host => Target::host(profile.bootstrap_path()),
                 TargetArch::Arm64 => {
                     Target::arm64(crate::build::lambda_dir(Arch::Arm64).join("bootstrap"))
                 }
@@ -545,10 +581,14 @@ impl TestLocal {
         } else {
             progress(
                 started.elapsed(),
-                &format!("build: release bootstrap ({:?})", self.arch).to_lowercase(),
+                &match (self.arch, profile) {
+                    (TargetArch::Arm64, _) => "build: Lambda arm64 bootstrap (release profile, cargo-zigbuild)".to_string(),
+                    (TargetArch::Host, Profile::Local) => "build: host bootstrap, profile local (release code, no LTO; --release for the shipped profile)".to_string(),
+                    (TargetArch::Host, Profile::Release) => "build: host bootstrap, profile release (as shipped)".to_string(),
+                },
             );
             match self.arch {
-                TargetArch::Host => Target::host(build_release_bootstrap()?),
+                TargetArch::Host => Target::host(build_bootstrap(profile)?),
                 TargetArch::Arm64 => Target::arm64(crate::build::bootstrap(sh, Arch::Arm64)?),
             }
         };

@@ -8,7 +8,7 @@ use anyhow::Context;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-use crate::build::Arch;
+use xtask::build::Arch;
 
 pub use aws_config::SdkConfig;
 pub use aws_sdk_cloudwatchlogs as logs;
@@ -113,7 +113,7 @@ impl Settings {
 
     /// The project's settings: `init-fn/Cargo.toml`, then `AWS_REGION` / `AWS_PROFILE`, then `flags`.
     pub fn load(flags: &SettingsArgs) -> anyhow::Result<Settings> {
-        let mut s = Settings::from_manifest(&crate::project_root().join("init-fn/Cargo.toml"))?;
+        let mut s = Settings::from_manifest(&xtask::project_root().join("init-fn/Cargo.toml"))?;
         if let Ok(region) = std::env::var("AWS_REGION")
             && !region.is_empty()
         {
@@ -260,13 +260,7 @@ impl Clients {
     }
 }
 
-/// A tokio runtime for one command (xtask's commands are synchronous at the top).
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
-}
+pub use xtask::runtime;
 
 /// The service error's code and message, or the transport error, in one line.
 pub fn describe<E, R>(err: &SdkError<E, R>) -> String
@@ -290,7 +284,7 @@ mod tests {
 
     #[test]
     fn project_metadata_parses_with_seed_names() {
-        let s = Settings::from_manifest(&crate::project_root().join("init-fn/Cargo.toml")).unwrap();
+        let s = Settings::from_manifest(&xtask::project_root().join("init-fn/Cargo.toml")).unwrap();
         assert_eq!(s.function_name, "ca-a2a-db-init");
         assert_eq!(s.role, "ca-a2a-lambda-db-init-role");
         assert_eq!(s.region, "eu-west-3");
@@ -304,7 +298,7 @@ mod tests {
     #[test]
     fn flags_override_metadata() {
         let mut s =
-            Settings::from_manifest(&crate::project_root().join("init-fn/Cargo.toml")).unwrap();
+            Settings::from_manifest(&xtask::project_root().join("init-fn/Cargo.toml")).unwrap();
         SettingsArgs {
             region: Some("us-east-1".into()),
             memory: Some(256),

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use xshell::Shell;
 
 use crate::aws::{self, Clients, Settings, SettingsArgs, describe, lambda};
-use crate::build::{self, Arch};
+use xtask::build::{self, Arch};
 use crate::preflight::{self, Network, Preflight};
 
 /// Managed policy giving the function its ENIs in the VPC and its CloudWatch Logs.

@@ -1,0 +1,9 @@
+//! The AWS half of `cargo xtask`: deploy, invoke and clean, with the SDK service crates only they need.
+//! `cargo xtask deploy|invoke|clean` runs this crate's binary (built on first use), so `test-local`,
+//! `build`, `serve` and `bench` never compile the AWS SDK.
+
+pub mod aws;
+pub mod clean;
+pub mod deploy;
+pub mod invoke;
+pub mod preflight;
