@@ -1,13 +1,19 @@
 //! Embeds every `sql/NNNN_name.sql` into the binary: writes `$OUT_DIR/migrations.rs`, a slice of
 //! `(version, name, sql)` sorted by version. Adding a migration is adding a file.
+//! `INIT_FN_SQL_DIR` points at another directory (used by `cargo xtask bench --scale` to embed
+//! generated migrations); unset, it is the workspace's `sql/`.
 
 use std::{env, fs, path::PathBuf};
 
 fn main() {
-    let sql_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../sql");
+    println!("cargo:rerun-if-env-changed=INIT_FN_SQL_DIR");
+    let sql_dir = match env::var_os("INIT_FN_SQL_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../sql"),
+    };
     let sql_dir = sql_dir
         .canonicalize()
-        .expect("sql/ directory next to init-fn/");
+        .expect("sql/ directory next to init-fn/ (or INIT_FN_SQL_DIR)");
     println!("cargo:rerun-if-changed={}", sql_dir.display());
     let mut entries = Vec::new();
     for entry in fs::read_dir(&sql_dir).expect("read sql/") {
