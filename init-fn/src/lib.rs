@@ -6,6 +6,7 @@ pub mod db;
 pub mod error;
 pub mod migrate;
 pub mod report;
+pub mod rows;
 pub mod secret;
 
 use postgres_native_tls::MakeTlsConnector;
@@ -51,24 +52,37 @@ impl State {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The event: `{}` / `null` → apply; `{"action": "..."}`; `"exact_counts": true` with verify only.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-struct Request {
+pub struct Request {
     #[serde(default)]
-    action: Option<Action>,
+    pub action: Option<Action>,
+    #[serde(default)]
+    pub exact_counts: bool,
 }
 
-/// `{}` / `null` → apply; `{"action": "..."}`; anything else is `InvalidEvent`.
-pub fn parse_event(event: serde_json::Value) -> Result<Action, InitError> {
+/// Parses the event; anything but the documented shapes is `InvalidEvent`.
+pub fn parse_request(event: serde_json::Value) -> Result<Request, InitError> {
     if event.is_null() {
-        return Ok(Action::Apply);
+        return Ok(Request::default());
     }
     let request: Request = serde_json::from_value(event).map_err(|e| {
         InitError::InvalidEvent(error::one_line(&format!(
             "{e}; expected {{}} or {{\"action\": \"apply\"|\"plan\"|\"status\"|\"verify\"}}"
         )))
     })?;
-    Ok(request.action.unwrap_or(Action::Apply))
+    if request.exact_counts && request.action != Some(Action::Verify) {
+        return Err(InitError::InvalidEvent(
+            "\"exact_counts\" is only accepted with {\"action\": \"verify\"}".to_string(),
+        ));
+    }
+    Ok(request)
+}
+
+/// The action of an event (see [`parse_request`]).
+pub fn parse_event(event: serde_json::Value) -> Result<Action, InitError> {
+    Ok(parse_request(event)?.action.unwrap_or(Action::Apply))
 }
 
 /// One invocation.
@@ -77,7 +91,8 @@ pub async fn handle(
     event: serde_json::Value,
     request_id: &str,
 ) -> Result<Report, InitError> {
-    let action = parse_event(event)?;
+    let request = parse_request(event)?;
+    let action = request.action.unwrap_or(Action::Apply);
     let ready = state.ready.as_ref().map_err(InitError::clone)?;
     let config = &ready.config;
     tracing::info!(?action, secret_id = %config.secret_id, "fetching the database secret");
@@ -107,6 +122,7 @@ pub async fn handle(
         lock_timeout: config.lock_timeout,
         statement_timeout: config.statement_timeout,
         applied_by: format!("init-fn {} request {request_id}", env!("CARGO_PKG_VERSION")),
+        exact_counts: request.exact_counts,
     };
     let report = migrate::run(&mut client, &state.migrations, action, &options).await?;
     tracing::info!(ms = report.duration_ms, "done");
@@ -134,8 +150,15 @@ mod tests {
             parse_event(json!({"action": "verify"})).unwrap(),
             Action::Verify
         );
+        assert!(
+            parse_request(json!({"action": "verify", "exact_counts": true}))
+                .unwrap()
+                .exact_counts
+        );
         for bad in [
             json!({"action": "drop"}),
+            json!({"action": "apply", "exact_counts": true}),
+            json!({"exact_counts": true}),
             json!({"action": 5}),
             json!({"actoin": "apply"}),
             json!("apply"),

@@ -90,6 +90,8 @@ pub struct Options {
     pub statement_timeout: Duration,
     /// Stored in the ledger's `applied_by`.
     pub applied_by: String,
+    /// `verify` with `"exact_counts": true`: `count(*)` every table whatever its size.
+    pub exact_counts: bool,
 }
 
 /// A ledger row.
@@ -125,7 +127,7 @@ pub async fn run(
     }
     let (migrations, objects, notes) = result?;
 
-    let (tables, indexes) = inventory(client, &sorted).await?;
+    let (tables, indexes) = inventory(client, &sorted, options.exact_counts).await?;
     if action == Action::Verify {
         verify(&migrations, &tables, &indexes)?;
     }
@@ -458,10 +460,11 @@ async fn existing(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Row counts of the declared tables and presence of the declared indexes.
+/// Row counts of the declared tables (see [`crate::rows`]) and presence of the declared indexes.
 async fn inventory(
     client: &Client,
     migrations: &[Migration],
+    exact_counts: bool,
 ) -> Result<(Vec<TableReport>, Vec<IndexReport>), InitError> {
     let objects: Vec<&Object> = migrations.iter().flat_map(|m| &m.objects).collect();
     let present = existing(client, &objects).await?;
@@ -471,17 +474,18 @@ async fn inventory(
         match o.kind {
             ObjectKind::Table => {
                 let rows = if present.get(&o.name).map(String::as_str) == Some("r") {
-                    let row = client
-                        .query_one(&format!("SELECT count(*) FROM public.{}", o.name), &[])
-                        .await
-                        .map_err(|e| query_error("counting rows", e))?;
-                    Some(row.get::<_, i64>(0))
+                    Some(
+                        crate::rows::count(client, &o.name, exact_counts)
+                            .await
+                            .map_err(|e| query_error("counting rows", e))?,
+                    )
                 } else {
                     None
                 };
                 tables.push(TableReport {
                     name: o.name.clone(),
-                    rows,
+                    rows: rows.map(|r| r.rows),
+                    rows_exact: rows.map(|r| r.exact),
                 });
             }
             ObjectKind::Index => indexes.push(IndexReport {

@@ -71,6 +71,8 @@ pub struct TableReport {
     pub name: String,
     /// Null when the table does not exist.
     pub rows: Option<i64>,
+    /// `true`: `count(*)`; `false`: the catalog's estimate (the table is too big to count per run).
+    pub rows_exact: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]

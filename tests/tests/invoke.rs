@@ -39,7 +39,8 @@ async fn invoke_api_speaks_lambda_to_the_sdk() -> anyhow::Result<()> {
     let config = xtask_aws::aws::local_sdk_config(&api.endpoint(), "eu-west-3").await;
     let lambda = xtask_aws::aws::lambda::Client::new(&config);
 
-    let ok = xtask_aws::invoke::invoke(&lambda, "ca-a2a-db-init", br#"{"action":"status"}"#).await?;
+    let ok =
+        xtask_aws::invoke::invoke(&lambda, "ca-a2a-db-init", br#"{"action":"status"}"#).await?;
     assert_eq!(ok.status_code, 200);
     assert_eq!(ok.function_error, None);
     assert_eq!(ok.payload_json().unwrap()["action"], "status");
@@ -53,7 +54,8 @@ async fn invoke_api_speaks_lambda_to_the_sdk() -> anyhow::Result<()> {
     );
     ok.into_result()?;
 
-    let failed = xtask_aws::invoke::invoke(&lambda, "ca-a2a-db-init", br#"{"action":"boom"}"#).await?;
+    let failed =
+        xtask_aws::invoke::invoke(&lambda, "ca-a2a-db-init", br#"{"action":"boom"}"#).await?;
     assert_eq!(failed.function_error.as_deref(), Some("Unhandled"));
     let err = format!("{:#}", failed.into_result().unwrap_err());
     assert!(

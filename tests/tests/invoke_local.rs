@@ -34,8 +34,8 @@ async fn invoke_runs_the_real_bootstrap() -> anyhow::Result<()> {
     assert_eq!(status.payload_json().unwrap()["action"], "status");
 
     // A FunctionError: Lambda's header, the named errorType, and a non-zero `cargo xtask invoke`.
-    let bad =
-        xtask_aws::invoke::invoke(&lambda, FUNCTION_NAME, br#"{"action":"drop-everything"}"#).await?;
+    let bad = xtask_aws::invoke::invoke(&lambda, FUNCTION_NAME, br#"{"action":"drop-everything"}"#)
+        .await?;
     assert_eq!(bad.function_error.as_deref(), Some("Unhandled"));
     assert_eq!(bad.payload_json().unwrap()["errorType"], "InvalidEvent");
     assert!(bad.log_tail.is_some());

@@ -25,7 +25,9 @@ pub fn run(choice: &PgChoice, runs: usize, rows: i64) -> anyhow::Result<()> {
     say("build: bootstrap with sql/ (profile local)");
     let one = crate::test_local::build_bootstrap(Profile::Local)?;
     let one = keep_copy(&one, "init-fn-1-migration")?;
-    say(&format!("build: bootstrap with {MANY} generated migrations (profile local, INIT_FN_SQL_DIR)"));
+    say(&format!(
+        "build: bootstrap with {MANY} generated migrations (profile local, INIT_FN_SQL_DIR)"
+    ));
     let many = build_with_many_migrations()?;
     // Leave the ordinary local build in place for the next test-local.
     crate::test_local::build_bootstrap(Profile::Local)?;
@@ -89,7 +91,9 @@ async fn measure(
     invoke(server, &secrets, one, "scale_empty", json!({})).await?;
     invoke(server, &secrets, one, "scale_big", json!({})).await?;
     invoke(server, &secrets, many, "scale_many", json!({})).await?;
-    say(&format!("data: generating {rows} rows in scale_big.documents"));
+    say(&format!(
+        "data: generating {rows} rows in scale_big.documents"
+    ));
     fill_documents(server, "scale_big", rows).await?;
     say("data: done (ANALYZE run); measuring");
 
@@ -129,9 +133,7 @@ async fn invoke(
     let inv = function.invoke(event).await?;
     function.shutdown().await;
     match &inv.outcome {
-        Outcome::Response(v) if v["status"] == "ok" => {
-            Ok((inv.total, inv.max_rss_kb.unwrap_or(0)))
-        }
+        Outcome::Response(v) if v["status"] == "ok" => Ok((inv.total, inv.max_rss_kb.unwrap_or(0))),
         other => bail!("bench --scale: {db}: {other:?}\n{}", inv.log),
     }
 }

@@ -33,7 +33,11 @@ impl Test {
             step("test-local --postgres auto (profile local)");
             cmd!(sh, "{cargo} xtask test-local --postgres auto").run()?;
             step("test-local --release --postgres local (the shipped profile, no Docker involved)");
-            cmd!(sh, "{cargo} xtask test-local --release --postgres local --no-build").run()?;
+            cmd!(
+                sh,
+                "{cargo} xtask test-local --release --postgres local --no-build"
+            )
+            .run()?;
             step("test-local --arch arm64 (Lambda arm64 bootstrap under qemu-user)");
             cmd!(sh, "{cargo} xtask test-local --arch arm64 --postgres local").run()?;
         }

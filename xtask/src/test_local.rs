@@ -121,9 +121,12 @@ pub fn build_bootstrap(profile: Profile) -> anyhow::Result<PathBuf> {
     let cargo = crate::cargo();
     sh.change_dir(crate::project_root());
     let name = profile.name();
-    crate::without_package_env(cmd!(sh, "{cargo} build --profile {name} --quiet -p init-fn"))
-        .run()
-        .with_context(|| format!("test-local: build the bootstrap ({name} profile)"))?;
+    crate::without_package_env(cmd!(
+        sh,
+        "{cargo} build --profile {name} --quiet -p init-fn"
+    ))
+    .run()
+    .with_context(|| format!("test-local: build the bootstrap ({name} profile)"))?;
     Ok(profile.bootstrap_path())
 }
 
@@ -526,6 +529,12 @@ pub fn summarize(payload: &Value) -> String {
     let tables: Vec<String> = list("tables")
         .iter()
         .map(|t| match t["rows"].as_i64() {
+            Some(rows) if t["rows_exact"] == false => {
+                format!(
+                    "{} (~{rows} rows, estimate)",
+                    t["name"].as_str().unwrap_or("?")
+                )
+            }
             Some(rows) => format!("{} ({rows} rows)", t["name"].as_str().unwrap_or("?")),
             None => format!("{} (missing)", t["name"].as_str().unwrap_or("?")),
         })

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use xshell::Shell;
 
 use crate::aws::{self, Clients, Settings, SettingsArgs, describe, lambda};
-use xtask::build::{self, Arch};
 use crate::preflight::{self, Network, Preflight};
+use xtask::build::{self, Arch};
 
 /// Managed policy giving the function its ENIs in the VPC and its CloudWatch Logs.
 pub const VPC_ACCESS_POLICY: &str =
