@@ -58,6 +58,25 @@ impl InitError {
     }
 }
 
+/// The error and its causes in plain words, `a: b: c` on one line: the `Display` of each source in
+/// turn, skipping a cause whose text the line already holds (wrappers that print their source). Never
+/// `Debug`: that is for programmers, and the SDK's Debug of a transport error runs to pages.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut next = Some(err);
+    while let Some(err) = next {
+        let text = one_line(&err.to_string());
+        if !text.is_empty() && !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        next = err.source();
+    }
+    line
+}
+
 /// Collapses whitespace runs (newlines included) so every message fits one log line.
 pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -69,5 +88,50 @@ impl From<InitError> for Diagnostic {
             error_type: err.error_type().to_string(),
             error_message: err.one_line(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn chain_joins_causes_once_each_without_debug() {
+        let err = Layer(
+            "dispatch failure",
+            Some(Box::new(Layer(
+                "io error",
+                Some(Box::new(Layer(
+                    "client error (Connect)",
+                    Some(Box::new(Layer(
+                        "invalid peer certificate: UnknownIssuer",
+                        // A wrapper that already printed its source, then that source again.
+                        Some(Box::new(Layer(
+                            "UnknownIssuer",
+                            Some(Box::new(Layer("", None))),
+                        ))),
+                    ))),
+                ))),
+            ))),
+        );
+        assert_eq!(
+            chain(&err),
+            "dispatch failure: io error: client error (Connect): invalid peer certificate: UnknownIssuer"
+        );
     }
 }

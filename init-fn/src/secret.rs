@@ -3,9 +3,13 @@
 
 use std::{fmt, time::Duration};
 
-use aws_sdk_secretsmanager::{Client, error::DisplayErrorContext};
+use aws_sdk_secretsmanager::{
+    Client,
+    error::{ProvideErrorMetadata, SdkError},
+    operation::RequestId,
+};
 
-use crate::error::{InitError, one_line};
+use crate::error::{InitError, chain, one_line};
 
 /// A password that never prints.
 #[derive(Clone)]
@@ -95,11 +99,7 @@ pub async fn fetch(client: &Client, secret_id: &str) -> Result<Secret, InitError
         .send()
         .await
         .map_err(|err| {
-            let detail = match err.as_service_error() {
-                Some(service) => format!("{}", DisplayErrorContext(service)),
-                None => format!("{}", DisplayErrorContext(&err)),
-            };
-            InitError::SecretFetch(one_line(&format!("GetSecretValue {secret_id}: {detail}")))
+            InitError::SecretFetch(format!("GetSecretValue {secret_id}: {}", describe(&err)))
         })?;
     let Some(text) = output.secret_string() else {
         return Err(InitError::SecretFormat(format!(
@@ -107,6 +107,30 @@ pub async fn fetch(client: &Client, secret_id: &str) -> Result<Secret, InitError
         )));
     };
     parse(secret_id, text)
+}
+
+/// One line for a failed call: the service's error code, message and request id when the service
+/// answered, else the transport's chain of causes (`dispatch failure: io error: ...`).
+fn describe<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + RequestId + std::error::Error + 'static,
+    R: fmt::Debug + 'static,
+{
+    let (text, request_id) = match err.as_service_error() {
+        Some(service) => {
+            let text = match (service.code(), service.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_string(),
+                _ => chain(service),
+            };
+            (text, service.request_id())
+        }
+        None => (chain(err), None),
+    };
+    match request_id {
+        Some(id) => one_line(&format!("{text} (request id {id})")),
+        None => one_line(&text),
+    }
 }
 
 /// Interprets a SecretString. Error messages describe the shape, never the content.

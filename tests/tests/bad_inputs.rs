@@ -22,8 +22,65 @@ fn name_of(h: &Harness, result: Result<serde_json::Value, InitError>) -> (String
         assert!(!shown.contains(password), "password leaked: {shown}");
         assert!(!shown.contains('\n'), "not one line: {shown}");
     }
+    assert_plain_words(&diagnostic.error_message);
     assert_eq!(diagnostic.error_type, err.error_type());
     (err.error_type().to_string(), err.one_line())
+}
+
+/// A message for a person: the chain of causes in words, no `Debug` dump of an error value.
+fn assert_plain_words(message: &str) {
+    for shape in [
+        "{ ",
+        "DispatchFailure(",
+        "ConnectorError",
+        "Some(",
+        "source:",
+    ] {
+        assert!(!message.contains(shape), "`{shape}` in: {message}");
+    }
+}
+
+#[tokio::test]
+async fn secret_fetch_through_an_untrusted_certificate_is_one_plain_line() -> anyhow::Result<()> {
+    // An HTTPS Secrets Manager whose certificate comes from a CA the function does not trust.
+    let certs = xtask::local::tls::RunCertificates::generate()?;
+    let secrets = xtask::local::secrets_manager::SecretsManager::start_tls(&certs).await?;
+    secrets.put(SECRET_ID, "never-served");
+    let env: std::collections::HashMap<&str, String> = [
+        ("DB_HOST", "localhost".to_string()),
+        ("AWS_REGION", "eu-west-3".to_string()),
+        ("AWS_ACCESS_KEY_ID", "AKIDLOCAL".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "local".to_string()),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets.endpoint()),
+    ]
+    .into();
+    let lookup = |k: &str| env.get(k).cloned();
+    let state = init_fn::State::new(
+        init_fn::Config::from_lookup(lookup),
+        init_fn::secret::client_from_lookup(lookup),
+        init_fn::migrate::embedded(),
+    );
+    let err = match harness::invoke(&state, json!({})).await {
+        Ok(report) => panic!("expected SecretFetch, got {report:#}"),
+        Err(err) => err,
+    };
+    let diagnostic = lambda_runtime::Diagnostic::from(err.clone());
+    let msg = diagnostic.error_message;
+    eprintln!("SecretFetch for an untrusted certificate: {msg}");
+    assert_eq!(diagnostic.error_type, "SecretFetch", "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+    assert_plain_words(&msg);
+    assert!(
+        msg.starts_with(&format!("GetSecretValue {SECRET_ID}: dispatch failure")),
+        "{msg}"
+    );
+    assert!(msg.contains("UnknownIssuer"), "{msg}");
+    assert_eq!(
+        secrets.request_count(),
+        0,
+        "no request got past the handshake"
+    );
+    Ok(())
 }
 
 #[tokio::test]
@@ -44,6 +101,14 @@ async fn secret_and_auth_failures() -> anyhow::Result<()> {
     assert_eq!(kind, "SecretFetch", "{msg}");
     assert!(
         msg.contains("ResourceNotFoundException") && msg.contains("ca-a2a/no-such-secret"),
+        "{msg}"
+    );
+    // The service's code, its message and the request id, nothing else.
+    assert!(
+        msg.starts_with(
+            "GetSecretValue ca-a2a/no-such-secret: ResourceNotFoundException: \
+             Secrets Manager can't find the specified secret. (request id "
+        ),
         "{msg}"
     );
 

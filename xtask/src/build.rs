@@ -14,7 +14,7 @@ use xshell::{Shell, cmd};
 pub const MAX_GLIBC: (u32, u32) = (2, 34);
 
 /// A Lambda instruction set architecture.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Arch {
     /// Graviton (aarch64), the default: cheaper per GB-second
     Arm64,

@@ -166,7 +166,7 @@ async fn handle<B: Backend>(
             return aws_error(
                 StatusCode::BAD_GATEWAY,
                 "ServiceException",
-                &format!("{e:#}"),
+                &crate::error::chain(e.as_ref()),
             );
         }
     };

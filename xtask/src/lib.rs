@@ -5,6 +5,8 @@ pub mod aws_commands;
 pub mod bench;
 pub mod bench_scale;
 pub mod build;
+pub mod doctor;
+pub mod error;
 pub mod invoke_api;
 pub mod local;
 pub mod serve;

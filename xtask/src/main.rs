@@ -1,3 +1,5 @@
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use xtask::project_root;
 
@@ -22,9 +24,14 @@ enum Command {
     /// Remove the function and its role (`--help` for flags)
     Clean(xtask::aws_commands::Passthrough),
     Serve(xtask::serve::Serve),
+    Doctor(xtask::doctor::Doctor),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    xtask::error::exit(run())
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let sh = xshell::Shell::new()?;
     sh.change_dir(project_root());
@@ -37,5 +44,6 @@ fn main() -> anyhow::Result<()> {
         Command::Invoke(cmd) => cmd.run(&sh, "invoke"),
         Command::Clean(cmd) => cmd.run(&sh, "clean"),
         Command::Serve(cmd) => cmd.run(&sh),
+        Command::Doctor(cmd) => cmd.run(&sh),
     }
 }

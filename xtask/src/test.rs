@@ -18,6 +18,15 @@ impl Test {
         let cargo = crate::cargo();
         let started = Instant::now();
         let step = |name: &str| eprintln!("\n== test [{:>4}s] {name}", started.elapsed().as_secs());
+        // Before compiling anything: install what can be installed, or stop with doctor's list.
+        step("setup (cargo xtask doctor's list for test)");
+        crate::doctor::setup(sh, crate::doctor::test_needs())?;
+        // The venv's tools (moto_server, squawk, python -m ziglang) for everything below.
+        let venv_bin = crate::project_root().join(".venv/bin");
+        let path = std::env::join_paths(std::iter::once(venv_bin).chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )))?;
+        let _path = sh.push_env("PATH", path);
         step("cargo fmt --check");
         cmd!(sh, "{cargo} fmt --all -- --check").run()?;
         step("cargo clippy -D warnings");

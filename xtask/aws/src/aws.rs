@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 
 use xtask::build::Arch;
 
@@ -266,15 +266,23 @@ pub use xtask::runtime;
 pub fn describe<E, R>(err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
+    use aws_sdk_lambda::operation::RequestId;
     match err.as_service_error() {
-        Some(e) => format!(
-            "{}: {}",
-            e.code().unwrap_or("error"),
-            e.message().unwrap_or_default()
-        ),
-        None => format!("{}", DisplayErrorContext(err)),
+        Some(e) => {
+            let text = match (e.code(), e.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_string(),
+                _ => xtask::error::chain(e),
+            };
+            match e.meta().request_id() {
+                Some(id) => format!("{text} (request id {id})"),
+                None => text,
+            }
+        }
+        // The transport's causes in words (`dispatch failure: io error: ...`), no Debug tail.
+        None => xtask::error::chain(err),
     }
 }
 

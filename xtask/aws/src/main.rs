@@ -1,3 +1,5 @@
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use xtask::project_root;
 
@@ -16,7 +18,11 @@ enum Command {
     Clean(xtask_aws::clean::Clean),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    xtask::error::exit(run())
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let sh = xshell::Shell::new()?;
     sh.change_dir(project_root());

@@ -17,6 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use super::tls::RunCertificates;
+
 /// The region and account in the ARNs the emulator hands out.
 const REGION: &str = "eu-west-3";
 const ACCOUNT: &str = "000000000000";
@@ -24,6 +26,8 @@ const ACCOUNT: &str = "000000000000";
 /// A running emulator; dropping it stops the server.
 pub struct SecretsManager {
     addr: SocketAddr,
+    /// `https://localhost:PORT` when serving TLS, else `http://127.0.0.1:PORT`.
+    endpoint: String,
     state: Arc<Shared>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -50,22 +54,66 @@ impl SecretsManager {
             .context("secrets manager: bind 127.0.0.1")?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Shared::default());
-        let app = Router::new()
-            .route("/", post(handle))
-            .with_state(state.clone());
+        let app = router(&state);
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Ok(SecretsManager {
             addr,
+            endpoint: format!("http://{addr}"),
             state,
             server,
         })
     }
 
-    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
+    /// Same protocol over HTTPS at `https://localhost:PORT`, with the server certificate of `certs`
+    /// (SAN `localhost`): what a client that does not trust `certs.ca_pem` sees of a real endpoint
+    /// behind an intercepting proxy or with the wrong CA bundle.
+    pub async fn start_tls(certs: &RunCertificates) -> anyhow::Result<SecretsManager> {
+        use tokio_rustls::rustls::{
+            self,
+            pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+        };
+        let chain = CertificateDer::pem_slice_iter(certs.server_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .context("secrets manager: server certificate PEM")?;
+        let key = PrivateKeyDer::from_pem_slice(certs.server_key_pem.as_bytes())
+            .context("secrets manager: server key PEM")?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .context("secrets manager: TLS server config")?;
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("secrets manager: bind 127.0.0.1")?;
+        let addr = tcp.local_addr()?;
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        };
+        let state = Arc::new(Shared::default());
+        let app = router(&state);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(SecretsManager {
+            addr,
+            endpoint: format!("https://{}:{}", super::tls::SERVER_NAME, addr.port()),
+            state,
+            server,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` (or `https://localhost:PORT`), for `AWS_ENDPOINT_URL_SECRETS_MANAGER`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.endpoint.clone()
+    }
+
+    /// The local address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Store (or replace) the secret `id` (its name) with `secret_string`. Lookups match the name
@@ -112,6 +160,44 @@ impl SecretsManager {
 impl Drop for SecretsManager {
     fn drop(&mut self) {
         self.server.abort();
+    }
+}
+
+fn router(state: &Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", post(handle))
+        .with_state(state.clone())
+}
+
+/// TCP accept plus a TLS handshake; connections whose handshake fails (a client that rejects the
+/// certificate) are dropped and the next one is awaited.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, peer)) = self.tcp.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            // Bounded, so a silent client cannot stall the (sequential) accept loop.
+            let handshake = self.acceptor.accept(tcp);
+            if let Ok(Ok(tls)) =
+                tokio::time::timeout(std::time::Duration::from_secs(5), handshake).await
+            {
+                return (tls, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 
