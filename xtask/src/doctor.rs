@@ -245,7 +245,7 @@ impl Piece {
             Squawk => venv_or_path("squawk"),
             Rie => {
                 let bin = rie_path(&root);
-                Status::found(bin.is_file(), &rel(&bin), &format!("no {}", rel(&bin)))
+                Status::found(bin.is_file(), &rel(&bin), "not in .venv/rie/")
             }
             DockerEngine => {
                 if probe.docker() {
@@ -294,7 +294,7 @@ impl Piece {
             GnuTime => Status::found(Path::new("/usr/bin/time").is_file(), "present", "absent"),
             AwsCredentials => match aws_credential_source(&|k| std::env::var_os(k)) {
                 Some(source) => Status::ok(format!("{source} (values not shown)")),
-                None => Status::missing("none in the environment or ~/.aws"),
+                None => Status::missing("none (env, ~/.aws)"),
             },
             AwsRegion => Status::ok(aws_region(&|k| std::env::var(k).ok())),
         }
@@ -416,7 +416,7 @@ impl Report {
 
     /// The pieces table, one verdict per command, then the fixes for what `commands` lack.
     pub fn print(&self, commands: &[&Needs]) {
-        println!("{:<8} {:<42} {:<36} needed by", "", "piece", "found");
+        println!("{:<8} {:<38} {:<30} needed by", "", "piece", "found");
         for (piece, status) in &self.results {
             let users: Vec<&str> = commands
                 .iter()
@@ -435,10 +435,10 @@ impl Report {
                 by.push_str("(a PostgreSQL server)");
             }
             println!(
-                "{:<8} {:<42} {:<36} {by}",
+                "{:<8} {:<38} {:<30} {by}",
                 if status.ok { "ok" } else { "MISSING" },
                 piece.name(),
-                clip(&status.detail, 36),
+                clip(&status.detail, 30),
             );
         }
         println!(
@@ -689,14 +689,19 @@ pub fn aws_region(var: &dyn Fn(&str) -> Option<String>) -> String {
             return format!("{region} ({name})");
         }
     }
-    "init-fn/Cargo.toml's region (eu-west-3 unless changed)".into()
+    "eu-west-3 (init-fn/Cargo.toml)".into()
 }
 
 fn tool_version(program: &str, args: &[&str]) -> Status {
     match std::process::Command::new(program).args(args).output() {
-        Ok(out) if out.status.success() => {
-            Status::ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        }
+        // `rustfmt 1.9.0-stable (hash date)` -> `rustfmt 1.9.0-stable`
+        Ok(out) if out.status.success() => Status::ok(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
         _ => Status::missing(format!("`{program} {}` fails", args.join(" "))),
     }
 }
