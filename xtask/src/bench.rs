@@ -133,12 +133,8 @@ pub async fn measure(server: &PgServer, bootstrap: &Path, runs: usize) -> anyhow
             let inv = function.invoke(json!({"action": "apply"})).await?;
             function.shutdown().await;
             if !matches!(&inv.outcome, Outcome::Response(v) if v["status"] == "ok") {
-                bail!(
-                    "bench: {} failed: {:?}\n{}",
-                    series.label,
-                    inv.outcome,
-                    inv.log
-                );
+                eprintln!("{}", inv.log);
+                bail!("bench: {} failed: {}", series.label, inv.outcome);
             }
             series.wall.push(inv.total);
             series.rss_kb.push(inv.max_rss_kb.unwrap_or(0));

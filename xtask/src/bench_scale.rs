@@ -134,7 +134,10 @@ async fn invoke(
     function.shutdown().await;
     match &inv.outcome {
         Outcome::Response(v) if v["status"] == "ok" => Ok((inv.total, inv.max_rss_kb.unwrap_or(0))),
-        other => bail!("bench --scale: {db}: {other:?}\n{}", inv.log),
+        other => {
+            eprintln!("{}", inv.log);
+            bail!("bench --scale: {db}: {other}")
+        }
     }
 }
 

@@ -105,6 +105,25 @@ pub enum Outcome {
     },
 }
 
+/// One line for a person: `response {...}`, `FunctionError Auth: ...`, `timed out`, ...
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Response(v) => write!(f, "response {v}"),
+            Outcome::FunctionError {
+                error_type,
+                error_message,
+            } => write!(f, "FunctionError {error_type}: {error_message}"),
+            Outcome::Timeout => f.write_str("timed out (killed at the function timeout)"),
+            Outcome::Crash { status } => write!(f, "the process exited: {status}"),
+            Outcome::InitError {
+                error_type,
+                error_message,
+            } => write!(f, "init error {error_type}: {error_message}"),
+        }
+    }
+}
+
 /// One invocation's result, log and timings.
 #[derive(Clone, Debug)]
 pub struct Invocation {
