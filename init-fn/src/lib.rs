@@ -5,6 +5,8 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod migrate;
+pub mod pending;
+pub mod plan;
 pub mod report;
 pub mod rows;
 pub mod secret;

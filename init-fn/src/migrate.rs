@@ -128,6 +128,11 @@ pub async fn run(
     let (migrations, objects, notes) = result?;
 
     let (tables, indexes) = inventory(client, &sorted, options.exact_counts).await?;
+    let plan = if action == Action::Plan {
+        crate::pending::plan(client, &sorted, &migrations).await?
+    } else {
+        Vec::new()
+    };
     if action == Action::Verify {
         verify(&migrations, &tables, &indexes)?;
     }
@@ -136,6 +141,7 @@ pub async fn run(
         action,
         database,
         migrations,
+        plan,
         objects,
         tables,
         indexes,
@@ -565,53 +571,10 @@ fn verify(
 /// Splits SQL into single statements without comments, respecting quotes and `$tag$` bodies
 /// (no-transaction migrations run each on its own).
 pub fn split_statements(sql: &str) -> Vec<String> {
-    let mut statements = Vec::new();
-    let mut current = String::new();
-    let mut rest = sql;
-    while let Some(c) = rest.chars().next() {
-        // The length of the token starting here, and whether it is kept.
-        let (len, keep) = if rest.starts_with("--") {
-            (rest.find('\n').unwrap_or(rest.len()), false)
-        } else if rest.starts_with("/*") {
-            (rest.find("*/").map_or(rest.len(), |p| p + 2), false)
-        } else if c == '\'' || c == '"' {
-            (rest[1..].find(c).map_or(rest.len(), |p| p + 2), true)
-        } else if let Some(tag) = dollar_tag(rest) {
-            let body = &rest[tag.len()..];
-            (
-                body.find(tag)
-                    .map_or(rest.len(), |p| tag.len() + p + tag.len()),
-                true,
-            )
-        } else if c == ';' {
-            if !current.trim().is_empty() {
-                statements.push(current.trim().to_string());
-            }
-            current.clear();
-            (1, false)
-        } else {
-            (c.len_utf8(), true)
-        };
-        if keep {
-            current.push_str(&rest[..len]);
-        } else if len > 1 {
-            current.push(' ');
-        }
-        rest = &rest[len..];
-    }
-    if !current.trim().is_empty() {
-        statements.push(current.trim().to_string());
-    }
-    statements
-}
-
-/// `$tag$` (or `$$`) at the start of `s`.
-fn dollar_tag(s: &str) -> Option<&str> {
-    let end = s.strip_prefix('$')?.find('$')? + 2;
-    s[1..end - 1]
-        .chars()
-        .all(|c| c.is_alphanumeric() || c == '_')
-        .then(|| &s[..end])
+    crate::plan::split(sql)
+        .into_iter()
+        .map(|s| s.text)
+        .collect()
 }
 
 /// Tables and indexes a migration creates, read from its `CREATE` statements.

@@ -17,6 +17,9 @@ pub struct Report {
     pub action: Action,
     pub database: String,
     pub migrations: Vec<MigrationReport>,
+    /// `plan` only: what each pending migration would run and the locks it would take.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<crate::pending::PlannedMigration>,
     pub objects: Vec<ObjectReport>,
     pub tables: Vec<TableReport>,
     pub indexes: Vec<IndexReport>,
