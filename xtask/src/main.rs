@@ -25,6 +25,8 @@ enum Command {
     Clean(xtask::aws_commands::Passthrough),
     Serve(xtask::serve::Serve),
     Doctor(xtask::doctor::Doctor),
+    Lint(xtask::lint::Lint),
+    Migrate(xtask::migrate::Migrate),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +47,7 @@ fn run() -> anyhow::Result<()> {
         Command::Clean(cmd) => cmd.run(&sh, "clean"),
         Command::Serve(cmd) => cmd.run(&sh),
         Command::Doctor(cmd) => cmd.run(&sh),
+        Command::Lint(cmd) => cmd.run(&sh),
+        Command::Migrate(cmd) => cmd.run(&sh),
     }
 }

@@ -1,10 +1,10 @@
-//! `cargo xtask test`: the README test command (fmt check, clippy, every test, test-local runs).
+//! `cargo xtask test`: the README test command (fmt check, lint, clippy, every test, test-local runs).
 
 use std::time::Instant;
 
 use xshell::{Shell, cmd};
 
-/// Check formatting, run clippy with warnings as errors, run every unit and integration test, then
+/// Check formatting, lint the migrations, run clippy with warnings as errors, run every unit and integration test, then
 /// `test-local` on Docker Postgres, on a local cluster, and with the arm64 bootstrap under qemu-user
 #[derive(clap::Args)]
 pub struct Test {
@@ -29,6 +29,10 @@ impl Test {
         let _path = sh.push_env("PATH", path);
         step("cargo fmt --check");
         cmd!(sh, "{cargo} fmt --all -- --check").run()?;
+        step("cargo xtask lint (squawk on sql/)");
+        let lint = crate::lint::lint_migrations()?;
+        print!("{}", lint.render(false));
+        anyhow::ensure!(lint.errors() == 0, "lint: unaccepted findings in sql/");
         step("cargo clippy -D warnings");
         cmd!(
             sh,

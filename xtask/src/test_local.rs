@@ -541,8 +541,9 @@ pub fn summarize(payload: &Value) -> String {
         .collect();
     let indexes = list("indexes");
     let present = indexes.iter().filter(|i| i["present"] == true).count();
+    let plan = crate::plan_view::render(payload, "    ");
     format!(
-        "{} {}: migrations [{}]; objects: {}; tables: {}; indexes {present}/{} present; server {}",
+        "{} {}: migrations [{}]; objects: {}; tables: {}; indexes {present}/{} present; server {}{}{}",
         payload["status"].as_str().unwrap_or("?"),
         payload["action"].as_str().unwrap_or("?"),
         migrations.join(", "),
@@ -554,6 +555,8 @@ pub fn summarize(payload: &Value) -> String {
         tables.join(", "),
         indexes.len(),
         payload["server_version"].as_str().unwrap_or("?"),
+        if plan.is_empty() { "" } else { "\n" },
+        plan.trim_end(),
     )
 }
 

@@ -26,12 +26,17 @@ pub struct Deploy {
     /// Upload this zip instead of building `target/lambda/init-fn/<arch>/bootstrap.zip`
     #[arg(long, value_name = "FILE")]
     pub zip: Option<std::path::PathBuf>,
+    /// Ship even though `cargo xtask lint` has unaccepted findings in sql/ (printed loudly)
+    #[arg(long)]
+    pub allow_lint_findings: bool,
     #[command(flatten)]
     pub settings: SettingsArgs,
 }
 
 impl Deploy {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        // The binary embeds sql/: never ship a migration that locks or rewrites live tables unseen.
+        xtask::lint::gate_deploy(self.allow_lint_findings)?;
         let settings = Settings::load(&self.settings)?;
         let zip = match &self.zip {
             Some(p) => std::fs::read(p).with_context(|| format!("deploy: read {}", p.display()))?,

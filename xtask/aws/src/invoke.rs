@@ -126,6 +126,7 @@ pub fn summary(v: &Value) -> String {
             m["state"].as_str().unwrap_or("?")
         );
     }
+    s.push_str(&xtask::plan_view::render(v, "  "));
     for o in v["objects"].as_array().into_iter().flatten() {
         let _ = writeln!(
             s,
