@@ -52,6 +52,15 @@ async fn plan_shows_the_pending_statements_and_their_locks() -> anyhow::Result<(
         .await?;
     let populated = plan(&h, STATUS_INDEX).await?;
     assert_plan("plan_0002_populated", &populated["plan"]);
+    let shown = xtask::plan_view::render(&populated, "");
+    eprintln!("{shown}");
+    assert!(
+        shown.contains(
+            "SHARE UPDATE EXCLUSIVE on documents (blocks DDL and VACUUM, not reads or writes): "
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains(", ~20000 rows"), "{shown}");
     let lock = first_lock(&populated);
     assert_eq!(lock["rows_estimate"], 20000);
     assert!(
