@@ -29,7 +29,8 @@ impl Migrate {
             MigrateCommand::New { name, dir } => {
                 let dir = crate::project_root().join(dir);
                 let path = new_migration(&dir, &name)?;
-                println!("created {}", path.display());
+                let shown = path.strip_prefix(crate::project_root()).unwrap_or(&path);
+                println!("created {}", shown.display());
                 println!(
                     "next: write the SQL, `cargo xtask lint`, then `cargo xtask test-local` (accept the changed reports with --update-snapshots after reading the diff)"
                 );

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use xshell::{Shell, cmd};
 
-/// Check formatting, lint the migrations, run clippy with warnings as errors, run every unit and integration test, then
+/// Check formatting, lint sql/, run clippy with warnings as errors, run every unit and integration test, then
 /// `test-local` on Docker Postgres, on a local cluster, and with the arm64 bootstrap under qemu-user
 #[derive(clap::Args)]
 pub struct Test {
