@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
 use crate::build::Arch;
+use crate::local::function::{Function, Runtime};
 use crate::local::postgres::{DEFAULT_IMAGE, PgChoice, PgServer};
-use crate::local::runtime_api::{FunctionSpec, Invocation, LocalFunction, Outcome};
+use crate::local::runtime_api::{FunctionSpec, Invocation, Outcome};
 use crate::local::secrets_manager::SecretsManager;
 
 /// The deployed function's name (from the seed).
@@ -38,6 +39,10 @@ pub struct TestLocal {
     /// `host`: the native release build; `arm64`: the Lambda arm64 bootstrap under qemu-user
     #[arg(long, value_enum, default_value = "host")]
     arch: TargetArch,
+    /// `emulator`: the project's Runtime API emulator; `rie`: AWS's Runtime Interface Emulator
+    /// (`aws-lambda-rie`, fetched from the aws-sam-cli wheel into .venv/rie on first use)
+    #[arg(long, value_enum, default_value = "emulator")]
+    runtime: Runtime,
     /// Print each report as raw JSON as well as the summary
     #[arg(long)]
     json: bool,
@@ -216,6 +221,16 @@ pub fn scenario_database(server: &PgServer) -> String {
 pub async fn run_scenario(
     server: &PgServer,
     target: &Target,
+    on_step: impl FnMut(&Step),
+) -> anyhow::Result<Scenario> {
+    run_scenario_under(Runtime::Emulator, server, target, on_step).await
+}
+
+/// [`run_scenario`] under the given runtime (same steps, same expectations).
+pub async fn run_scenario_under(
+    runtime: Runtime,
+    server: &PgServer,
+    target: &Target,
     mut on_step: impl FnMut(&Step),
 ) -> anyhow::Result<Scenario> {
     let started = Instant::now();
@@ -254,7 +269,7 @@ pub async fn run_scenario(
         ("plan", json!({"action": "plan"}), Expect::Report("plan")),
     ];
     let mut steps = Vec::new();
-    let mut function = LocalFunction::start(spec(SECRET_ID)).await?;
+    let mut function = Function::start(runtime, spec(SECRET_ID)).await?;
     for (name, event, expect) in plan {
         let step = run_step(&mut function, name, event, expect, server, started).await?;
         on_step(&step);
@@ -262,7 +277,7 @@ pub async fn run_scenario(
     }
     function.shutdown().await;
 
-    let mut wrong = LocalFunction::start(spec(WRONG_SECRET_ID)).await?;
+    let mut wrong = Function::start(runtime, spec(WRONG_SECRET_ID)).await?;
     let step = run_step(
         &mut wrong,
         "bad_password",
@@ -298,7 +313,7 @@ enum Expect {
 }
 
 async fn run_step(
-    function: &mut LocalFunction,
+    function: &mut Function,
     name: &'static str,
     event: Value,
     expect: Expect,
@@ -622,6 +637,7 @@ impl TestLocal {
             .build()?;
         let image = self.image.clone();
         let json_out = self.json;
+        let runtime_choice = self.runtime;
         let scenario = runtime.block_on(async move {
             // `--image` also applies when auto picks Docker.
             let auto_image = matches!(choice, PgChoice::Auto) && image != DEFAULT_IMAGE;
@@ -641,7 +657,11 @@ impl TestLocal {
                     server.sslmode()
                 ),
             );
-            let scenario = run_scenario(&server, &target, |step| {
+            progress(
+                started.elapsed(),
+                &format!("runtime: {}", runtime_choice.name()),
+            );
+            let scenario = run_scenario_under(runtime_choice, &server, &target, |step| {
                 let inv = &step.invocation;
                 let timing = format!(
                     "{}{:.0} ms{}",
@@ -735,14 +755,15 @@ impl TestLocal {
         progress(
             started.elapsed(),
             &format!(
-                "ok: {} steps {} ({} provider)",
+                "ok: {} steps {} ({} provider, {} runtime)",
                 scenario.steps.len(),
                 if written > 0 {
                     format!("passed, {written} snapshots written")
                 } else {
                     "matched their snapshots".to_string()
                 },
-                scenario.provider
+                scenario.provider,
+                self.runtime.name()
             ),
         );
         Ok(())

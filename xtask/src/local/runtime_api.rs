@@ -280,7 +280,7 @@ impl LocalFunction {
                 status = sandbox.child.wait() => {
                     exited = true;
                     let status = status.context("runtime api: wait for bootstrap")?;
-                    break Outcome::Crash { status: status.to_string() };
+                    break Outcome::Crash { status: exit_error(status) };
                 }
                 _ = tokio::time::sleep_until(deadline) => break Outcome::Timeout,
             }
@@ -313,8 +313,9 @@ impl LocalFunction {
         }
         log.push_str(&format!("END RequestId: {request_id}\n"));
         log.push_str(&format!(
-            "REPORT RequestId: {request_id}\tDuration: {:.2} ms\tMemory Size: {} MB\tMax Memory Used: {}{}\n",
+            "REPORT RequestId: {request_id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {}{}\n",
             duration.as_secs_f64() * 1000.0,
+            (duration.as_secs_f64() * 1000.0).ceil() as u64,
             self.spec.memory_mb,
             max_rss_kb.map_or("?".to_string(), |kb| format!("{} MB", kb.div_ceil(1024))),
             init_duration.map_or(String::new(), |d| format!(
@@ -335,6 +336,26 @@ impl LocalFunction {
             max_rss_kb,
             cold,
         })
+    }
+}
+
+/// How Lambda words a process exit in `Runtime exited with error: …` (Go's `ProcessState`
+/// text, as RIE prints it): `exit status 3`, `signal: killed`.
+pub fn exit_error(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => {
+            let name = match signal {
+                6 => "aborted".to_string(),
+                9 => "killed".to_string(),
+                11 => "segmentation fault".to_string(),
+                15 => "terminated".to_string(),
+                other => format!("signal {other}"),
+            };
+            format!("signal: {name}")
+        }
+        (None, None) => status.to_string(),
     }
 }
 
@@ -506,7 +527,10 @@ impl Sandbox {
     }
 }
 
-async fn forward_lines(stream: impl AsyncRead + Unpin, tx: mpsc::UnboundedSender<String>) {
+pub(crate) async fn forward_lines(
+    stream: impl AsyncRead + Unpin,
+    tx: mpsc::UnboundedSender<String>,
+) {
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
