@@ -51,6 +51,12 @@ impl Test {
                 "{cargo} xtask test-local --release --postgres local --no-build"
             )
             .run()?;
+            step("test-local --runtime rie (AWS's Runtime Interface Emulator, same snapshots)");
+            cmd!(
+                sh,
+                "{cargo} xtask test-local --runtime rie --postgres local --no-build"
+            )
+            .run()?;
             step("test-local --arch arm64 (Lambda arm64 bootstrap under qemu-user)");
             cmd!(sh, "{cargo} xtask test-local --arch arm64 --postgres local").run()?;
         }
