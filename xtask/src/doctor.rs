@@ -85,6 +85,8 @@ pub const COMMANDS: &[Needs] = &[
             Zigbuild,
             Ziglang,
             Moto,
+            Squawk,
+            Rie,
             DockerEngine,
             PostgresImage,
             PostgresBinaries,
@@ -170,6 +172,8 @@ pub enum Install {
     /// A script of the shared CI directory (`SHARED_DIR`, default `../shared`) with its arguments:
     /// the same scripts `.ci/run` used to call; run when root, else printed.
     SharedScript(&'static str, &'static [&'static str]),
+    /// Fetched by xtask itself (user level); the text says from where.
+    Fetch(&'static str),
     /// Only the person can do it; the text says how.
     Manual(&'static str),
 }
@@ -206,8 +210,8 @@ impl Piece {
             Ziglang => Install::Pip("ziglang"),
             Moto => Install::Pip("moto[server]"),
             Squawk => Install::Pip("squawk-cli"),
-            Rie => Install::Manual(
-                "extract samcli/local/rapid/aws-lambda-rie-* from the aws-sam-cli wheel into .venv/rie/",
+            Rie => Install::Fetch(
+                "aws-lambda-rie-* from the pinned aws-sam-cli wheel on PyPI into .venv/rie/ (`cargo xtask test-local --runtime rie` does it too)",
             ),
             DockerEngine => Install::SharedScript("ensure-docker.sh", &[]),
             PostgresImage => Install::SharedScript("offline-postgres-image.sh", &[DEFAULT_IMAGE]),
@@ -492,6 +496,7 @@ pub fn fixes(missing: &[Piece]) -> Vec<String> {
                 Some(path) => format!("+ bash {} {}", rel(&path), args.join(" ")),
                 None => manual_fix_for(*piece).to_string(),
             }),
+            Install::Fetch(text) => other.push(format!("* {}: {text}", piece.name())),
             Install::Manual(text) => other.push(format!("  {}: {text}", piece.name())),
         }
     }
@@ -557,6 +562,7 @@ fn install_missing(sh: &Shell, needs: &Needs) -> anyhow::Result<()> {
     let admin = is_root() && on_path("apt-get").is_some();
     let (mut components, mut targets, mut pip, mut apt) = (vec![], vec![], vec![], vec![]);
     let mut scripts = Vec::new();
+    let mut fetch = Vec::new();
     for piece in &missing {
         match piece.install() {
             Install::RustupComponent(c) => components.push(c),
@@ -564,6 +570,7 @@ fn install_missing(sh: &Shell, needs: &Needs) -> anyhow::Result<()> {
             Install::Pip(req) => pip.push(req),
             Install::Apt(pkgs) => apt.extend_from_slice(pkgs),
             Install::SharedScript(script, args) => scripts.push((script, args)),
+            Install::Fetch(_) => fetch.push(*piece),
             Install::Manual(_) => {}
         }
     }
@@ -607,6 +614,15 @@ fn install_missing(sh: &Shell, needs: &Needs) -> anyhow::Result<()> {
     }
     if !pip.is_empty() {
         attempt("pip install into .venv", pip_install(sh, &root, &pip));
+    }
+    // After pip: the RIE fetch uses the venv's pip.
+    for piece in fetch {
+        if piece == Rie {
+            attempt(
+                "fetch aws-lambda-rie",
+                crate::local::rie::ensure_rie().map(drop),
+            );
+        }
     }
     Ok(())
 }
