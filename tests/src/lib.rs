@@ -1,4 +1,6 @@
 //! Support for the end-to-end tests: real Postgres, the AWS emulators, moto.
 
+pub mod fault_proxy;
 pub mod harness;
 pub mod moto;
+pub mod seed;

@@ -37,10 +37,17 @@ impl Backend for Echo {
 async fn invoke_api_speaks_lambda_to_the_sdk() -> anyhow::Result<()> {
     let api = InvokeApi::start(([127, 0, 0, 1], 0).into(), "ca-a2a-db-init", Echo).await?;
     let config = xtask_aws::aws::local_sdk_config(&api.endpoint(), "eu-west-3").await;
-    let lambda = xtask_aws::aws::lambda::Client::new(&config);
+    let c = xtask_aws::aws::Clients::new(&config);
+    let lambda = &c;
+    let mut out = Vec::new();
 
-    let ok =
-        xtask_aws::invoke::invoke(&lambda, "ca-a2a-db-init", br#"{"action":"status"}"#).await?;
+    let ok = xtask_aws::invoke::invoke(
+        lambda,
+        "ca-a2a-db-init",
+        br#"{"action":"status"}"#,
+        &mut out,
+    )
+    .await?;
     assert_eq!(ok.status_code, 200);
     assert_eq!(ok.function_error, None);
     assert_eq!(ok.payload_json().unwrap()["action"], "status");
@@ -55,7 +62,8 @@ async fn invoke_api_speaks_lambda_to_the_sdk() -> anyhow::Result<()> {
     ok.into_result()?;
 
     let failed =
-        xtask_aws::invoke::invoke(&lambda, "ca-a2a-db-init", br#"{"action":"boom"}"#).await?;
+        xtask_aws::invoke::invoke(lambda, "ca-a2a-db-init", br#"{"action":"boom"}"#, &mut out)
+            .await?;
     assert_eq!(failed.function_error.as_deref(), Some("Unhandled"));
     let err = format!("{:#}", failed.into_result().unwrap_err());
     assert!(
@@ -65,10 +73,10 @@ async fn invoke_api_speaks_lambda_to_the_sdk() -> anyhow::Result<()> {
 
     // The full ARN names the same function; another name is ResourceNotFound, as in AWS.
     let arn = "arn:aws:lambda:eu-west-3:000000000000:function:ca-a2a-db-init";
-    xtask_aws::invoke::invoke(&lambda, arn, b"{}")
+    xtask_aws::invoke::invoke(lambda, arn, b"{}", &mut out)
         .await?
         .into_result()?;
-    let missing = xtask_aws::invoke::invoke(&lambda, "other", b"{}")
+    let missing = xtask_aws::invoke::invoke(lambda, "other", b"{}", &mut out)
         .await
         .unwrap_err();
     assert!(

@@ -13,9 +13,11 @@ async fn invoke_runs_the_real_bootstrap() -> anyhow::Result<()> {
     let stack = LocalStack::start(&PgChoice::Auto, bootstrap, None).await?;
     let api = stack.serve(([127, 0, 0, 1], 0).into()).await?;
     let config = xtask_aws::aws::local_sdk_config(&api.endpoint(), "eu-west-3").await;
-    let lambda = xtask_aws::aws::lambda::Client::new(&config);
+    let lambda = &xtask_aws::aws::Clients::new(&config);
+    let out = &mut std::io::stdout();
 
-    let apply = xtask_aws::invoke::invoke(&lambda, FUNCTION_NAME, br#"{"action":"apply"}"#).await?;
+    let apply =
+        xtask_aws::invoke::invoke(lambda, FUNCTION_NAME, br#"{"action":"apply"}"#, out).await?;
     let tail = apply.log_tail.clone().unwrap_or_default();
     println!("{tail}");
     let apply = apply.into_result()?;
@@ -28,14 +30,19 @@ async fn invoke_runs_the_real_bootstrap() -> anyhow::Result<()> {
     println!("{}", xtask_aws::invoke::summary(&report));
 
     // Warm second call: the same process, the migration is already applied.
-    let status = xtask_aws::invoke::invoke(&lambda, FUNCTION_NAME, br#"{"action":"status"}"#)
+    let status = xtask_aws::invoke::invoke(lambda, FUNCTION_NAME, br#"{"action":"status"}"#, out)
         .await?
         .into_result()?;
     assert_eq!(status.payload_json().unwrap()["action"], "status");
 
     // A FunctionError: Lambda's header, the named errorType, and a non-zero `cargo xtask invoke`.
-    let bad = xtask_aws::invoke::invoke(&lambda, FUNCTION_NAME, br#"{"action":"drop-everything"}"#)
-        .await?;
+    let bad = xtask_aws::invoke::invoke(
+        lambda,
+        FUNCTION_NAME,
+        br#"{"action":"drop-everything"}"#,
+        out,
+    )
+    .await?;
     assert_eq!(bad.function_error.as_deref(), Some("Unhandled"));
     assert_eq!(bad.payload_json().unwrap()["errorType"], "InvalidEvent");
     assert!(bad.log_tail.is_some());

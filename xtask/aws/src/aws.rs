@@ -8,6 +8,7 @@ use anyhow::Context;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 
+use crate::retry::Policy;
 use xtask::build::Arch;
 
 pub use aws_config::SdkConfig;
@@ -236,7 +237,8 @@ pub async fn local_sdk_config(endpoint: &str, region: &str) -> SdkConfig {
         .await
 }
 
-/// The clients deploy, invoke and clean use, from one SDK config.
+/// The clients deploy, invoke and clean use, from one SDK config, and the retry and wait policy
+/// every call of theirs goes through.
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub lambda: lambda::Client,
@@ -245,31 +247,63 @@ pub struct Clients {
     pub ec2: ec2::Client,
     pub logs: logs::Client,
     pub secrets: secretsmanager::Client,
+    pub policy: Policy,
 }
 
 impl Clients {
     pub fn new(config: &SdkConfig) -> Clients {
-        Clients {
-            lambda: lambda::Client::new(config),
-            iam: iam::Client::new(config),
-            rds: rds::Client::new(config),
-            ec2: ec2::Client::new(config),
-            logs: logs::Client::new(config),
-            secrets: secretsmanager::Client::new(config),
+        Clients::with_policy(config, Policy::default())
+    }
+
+    /// Clients whose SDK retries (throttling, 5xx) and waits follow `policy`.
+    pub fn with_policy(config: &SdkConfig, policy: Policy) -> Clients {
+        let config = config
+            .to_builder()
+            .retry_config(policy.sdk_retry_config())
+            .build();
+        macro_rules! client {
+            ($svc:ident) => {
+                $svc::Client::from_conf(
+                    $svc::config::Builder::from(&config)
+                        .interceptor(policy.retry_report())
+                        .build(),
+                )
+            };
         }
+        Clients {
+            lambda: client!(lambda),
+            iam: client!(iam),
+            rds: client!(rds),
+            ec2: client!(ec2),
+            logs: client!(logs),
+            secrets: client!(secretsmanager),
+            policy,
+        }
+    }
+
+    /// The same clients for one command: its waits end with the command's budget.
+    pub fn for_command(&self) -> Clients {
+        let mut c = self.clone();
+        c.policy.deadline = Some(std::time::Instant::now() + c.policy.command);
+        c
     }
 }
 
 pub use xtask::runtime;
 
-/// The service error's code and message, or the transport error, in one line.
-pub fn describe<E, R>(err: &SdkError<E, R>) -> String
+/// The service error's code and message, or the transport error, in one line; a throttling or 5xx
+/// answer says the retry budget is spent.
+pub fn describe<E>(err: &SdkError<E, lambda::config::http::HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
 {
     use aws_sdk_lambda::operation::RequestId;
-    match err.as_service_error() {
+    let budget = if crate::retry::is_retryable(err) {
+        " (still failing after every attempt of the retry budget)"
+    } else {
+        ""
+    };
+    let text = match err.as_service_error() {
         Some(e) => {
             let text = match (e.code(), e.message()) {
                 (Some(code), Some(message)) => format!("{code}: {message}"),
@@ -283,7 +317,8 @@ where
         }
         // The transport's causes in words (`dispatch failure: io error: ...`), no Debug tail.
         None => xtask::error::chain(err),
-    }
+    };
+    format!("{text}{budget}")
 }
 
 #[cfg(test)]

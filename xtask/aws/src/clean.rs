@@ -1,6 +1,7 @@
 //! `cargo xtask clean`: removes what deploy created — the function, its log group, and (unless
 //! `--keep-role`) the role with its policies. Idempotent: what is already gone is reported as such.
 
+use anyhow::Context;
 use xshell::Shell;
 
 use crate::aws::{self, Clients, Settings, SettingsArgs, describe};
@@ -45,8 +46,13 @@ pub async fn clean(
         }
     };
 
+    let c = &c.for_command();
     let name = &s.function_name;
-    let existed = match c.lambda.delete_function().function_name(name).send().await {
+    let req = c.lambda.delete_function().function_name(name);
+    let deleted = crate::retry::lambda_call(c, name, "DeleteFunction", out, || req.clone().send())
+        .await
+        .context("clean: delete function")?;
+    let existed = match deleted {
         Ok(_) => true,
         Err(e)
             if e.as_service_error()
@@ -54,7 +60,10 @@ pub async fn clean(
         {
             false
         }
-        Err(e) => anyhow::bail!("clean: delete function {name}: {}", describe(&e)),
+        Err(e) => anyhow::bail!(
+            "clean: delete function {name} (lambda DeleteFunction): {}",
+            describe(&e)
+        ),
     };
     gone(format!("function {name}"), out, existed);
 
@@ -139,7 +148,10 @@ pub async fn clean(
             {
                 false
             }
-            Err(e) => anyhow::bail!("clean: delete role {role}: {}", describe(&e)),
+            Err(e) => anyhow::bail!(
+                "clean: delete role {role} (iam DeleteRole): {}",
+                describe(&e)
+            ),
         };
         gone(format!("role {role}"), out, existed);
     }

@@ -9,6 +9,8 @@ use xshell::Shell;
 
 use crate::aws::{self, Clients, Settings, SettingsArgs, describe, lambda};
 use crate::preflight::{self, Network, Preflight};
+use crate::retry;
+use aws_sdk_lambda::error::ProvideErrorMetadata;
 use xtask::build::{self, Arch};
 
 /// Managed policy giving the function its ENIs in the VPC and its CloudWatch Logs.
@@ -202,6 +204,7 @@ pub async fn deploy(
     dry_run: bool,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<DeployReport> {
+    let c = &c.for_command();
     let network = preflight::discover(c, s).await?;
     writeln!(out, "{network}")?;
 
@@ -211,7 +214,13 @@ pub async fn deploy(
         .secret_id(&s.secret)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("deploy: describe secret {}: {}", s.secret, describe(&e)))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "deploy: describe secret {} (secretsmanager DescribeSecret): {}",
+                s.secret,
+                describe(&e)
+            )
+        })?;
     let secret_arn = secret
         .arn()
         .context("deploy: the secret has no ARN")?
@@ -299,32 +308,22 @@ pub async fn deploy(
     }
 
     let role_arn = apply_role(c, s, &changes, role_arn).await?;
-    let role_is_new = changes
-        .iter()
-        .any(|ch| matches!(ch, Change::CreateRole { .. }));
     for ch in &changes {
         match ch {
             Change::CreateFunction => {
-                let arn = create_function(c, &function, &role_arn, zip, role_is_new).await?;
+                let arn = create_function(c, &function, &role_arn, zip, out).await?;
                 writeln!(out, "created {arn}")?;
                 function_arn = Some(arn);
                 wait_ready(c, &function.name, out).await?;
             }
             Change::UpdateCode { .. } => {
-                c.lambda
-                    .update_function_code()
-                    .function_name(&function.name)
-                    .zip_file(lambda::primitives::Blob::new(zip))
-                    .architectures(lambda_arch(function.arch))
-                    .send()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("deploy: update code: {}", describe(&e)))?;
-                writeln!(out, "updated code")?;
+                update_code(c, &function, zip, out).await?;
+                writeln!(out, "code update accepted")?;
                 wait_ready(c, &function.name, out).await?;
             }
             Change::UpdateConfiguration { fields } => {
-                update_configuration(c, &function, &role_arn, role_is_new).await?;
-                writeln!(out, "updated configuration ({})", fields.join(", "))?;
+                update_configuration(c, &function, &role_arn, out).await?;
+                writeln!(out, "configuration update accepted ({})", fields.join(", "))?;
                 wait_ready(c, &function.name, out).await?;
             }
             _ => {}
@@ -383,7 +382,11 @@ async fn plan_role(
         {
             None
         }
-        Err(e) => bail!("deploy: get role {}: {}", s.role, describe(&e)),
+        Err(e) => bail!(
+            "deploy: get role {} (iam GetRole): {}",
+            s.role,
+            describe(&e)
+        ),
     };
     let Some(role) = role else {
         return Ok((
@@ -474,16 +477,32 @@ async fn apply_role(
     for ch in changes {
         match ch {
             Change::CreateRole { name, trust_policy } => {
-                let out = c
+                let created = c
                     .iam
                     .create_role()
                     .role_name(name)
                     .assume_role_policy_document(trust_policy.to_string())
                     .description("init-fn: applies documents_db migrations (cargo xtask deploy)")
                     .send()
-                    .await
-                    .map_err(|e| err("create role", &describe(&e)))?;
-                role_arn = out.role.map(|r| r.arn);
+                    .await;
+                role_arn = match created {
+                    Ok(out) => out.role.map(|r| r.arn),
+                    // A retried call whose first answer was lost: the role is there.
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_entity_already_exists_exception()) =>
+                    {
+                        c.iam
+                            .get_role()
+                            .role_name(name)
+                            .send()
+                            .await
+                            .map_err(|e| err("get role (iam GetRole)", &describe(&e)))?
+                            .role
+                            .map(|r| r.arn)
+                    }
+                    Err(e) => return Err(err("create role (iam CreateRole)", &describe(&e))),
+                };
             }
             Change::UpdateTrustPolicy { trust_policy } => {
                 c.iam
@@ -501,7 +520,7 @@ async fn apply_role(
                     .policy_arn(arn)
                     .send()
                     .await
-                    .map_err(|e| err("attach policy", &describe(&e)))?;
+                    .map_err(|e| err("attach policy (iam AttachRolePolicy)", &describe(&e)))?;
             }
             Change::DetachPolicy { arn } => {
                 c.iam
@@ -520,7 +539,7 @@ async fn apply_role(
                     .policy_document(document.to_string())
                     .send()
                     .await
-                    .map_err(|e| err("put inline policy", &describe(&e)))?;
+                    .map_err(|e| err("put inline policy (iam PutRolePolicy)", &describe(&e)))?;
             }
             Change::DeleteInlinePolicy { name } => {
                 c.iam
@@ -549,7 +568,10 @@ pub async fn get_function(
         {
             Ok(None)
         }
-        Err(e) => bail!("deploy: get function {name}: {}", describe(&e)),
+        Err(e) => bail!(
+            "deploy: get function {name} (lambda GetFunction): {}",
+            describe(&e)
+        ),
     }
 }
 
@@ -640,107 +662,125 @@ fn vpc_config(want: &FunctionSpec) -> lambda::types::VpcConfig {
         .build()
 }
 
-/// A role IAM has just created is not yet assumable by Lambda: retry that error for up to 2 minutes.
-fn is_role_propagation<E: lambda::error::ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("InvalidParameterValueException")
-        && e.message().is_some_and(|m| {
-            // "The role defined for the function cannot be assumed by Lambda", or the VPC policy
-            // not yet visible: "... does not have permissions to call CreateNetworkInterface on EC2".
-            m.contains("cannot be assumed") || m.contains("does not have permissions to call")
-        })
-}
-
-const PROPAGATION_RETRY: std::time::Duration = std::time::Duration::from_secs(120);
-
 async fn create_function(
     c: &Clients,
     want: &FunctionSpec,
     role_arn: &str,
     zip: &[u8],
-    role_is_new: bool,
+    out: &mut dyn std::io::Write,
 ) -> anyhow::Result<String> {
-    let started = std::time::Instant::now();
-    loop {
-        let res = c
-            .lambda
-            .create_function()
-            .function_name(&want.name)
-            .description("Applies the documents_db migrations (init-fn)")
-            .runtime(lambda::types::Runtime::Providedal2023)
-            .handler(want.handler)
-            .role(role_arn)
-            .architectures(lambda_arch(want.arch))
-            .memory_size(want.memory)
-            .timeout(want.timeout)
-            .environment(environment(want))
-            .vpc_config(vpc_config(want))
-            .code(
-                lambda::types::FunctionCode::builder()
-                    .zip_file(lambda::primitives::Blob::new(zip))
-                    .build(),
-            )
-            .send()
-            .await;
-        match res {
-            Ok(out) => return out.function_arn.context("deploy: no function ARN"),
-            Err(e)
-                if role_is_new
-                    && started.elapsed() < PROPAGATION_RETRY
-                    && e.as_service_error().is_some_and(is_role_propagation) =>
-            {
-                eprintln!("deploy: the new role is not assumable yet (IAM propagation), retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            }
-            Err(e) => bail!("deploy: create function: {}", describe(&e)),
+    let req = c
+        .lambda
+        .create_function()
+        .function_name(&want.name)
+        .description("Applies the documents_db migrations (init-fn)")
+        .runtime(lambda::types::Runtime::Providedal2023)
+        .handler(want.handler)
+        .role(role_arn)
+        .architectures(lambda_arch(want.arch))
+        .memory_size(want.memory)
+        .timeout(want.timeout)
+        .environment(environment(want))
+        .vpc_config(vpc_config(want))
+        .code(
+            lambda::types::FunctionCode::builder()
+                .zip_file(lambda::primitives::Blob::new(zip))
+                .build(),
+        );
+    let created = retry::lambda_call(c, &want.name, "CreateFunction", out, || req.clone().send())
+        .await
+        .context("deploy: create function")?;
+    let arn = match created {
+        Ok(out) => out.function_arn,
+        // A retried call whose first answer was lost: the function is there, made from this request.
+        Err(e)
+            if e.as_service_error().is_some_and(|e| {
+                e.is_resource_conflict_exception()
+                    && e.message().is_some_and(|m| m.contains("already exist"))
+            }) =>
+        {
+            get_function(c, &want.name)
+                .await?
+                .and_then(|f| f.function_arn)
         }
-    }
+        Err(e) => bail!(
+            "deploy: create function (lambda CreateFunction): {}",
+            describe(&e)
+        ),
+    };
+    arn.context("deploy: no function ARN")
+}
+
+async fn update_code(
+    c: &Clients,
+    want: &FunctionSpec,
+    zip: &[u8],
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    let req = c
+        .lambda
+        .update_function_code()
+        .function_name(&want.name)
+        .zip_file(lambda::primitives::Blob::new(zip))
+        .architectures(lambda_arch(want.arch));
+    retry::lambda_call(c, &want.name, "UpdateFunctionCode", out, || {
+        req.clone().send()
+    })
+    .await
+    .context("deploy: update code")?
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "deploy: update code (lambda UpdateFunctionCode): {}",
+            describe(&e)
+        )
+    })?;
+    Ok(())
 }
 
 async fn update_configuration(
     c: &Clients,
     want: &FunctionSpec,
     role_arn: &str,
-    role_is_new: bool,
+    out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    loop {
-        let res = c
-            .lambda
-            .update_function_configuration()
-            .function_name(&want.name)
-            .runtime(lambda::types::Runtime::Providedal2023)
-            .handler(want.handler)
-            .role(role_arn)
-            .memory_size(want.memory)
-            .timeout(want.timeout)
-            .environment(environment(want))
-            .vpc_config(vpc_config(want))
-            .send()
-            .await;
-        match res {
-            Ok(_) => return Ok(()),
-            Err(e)
-                if role_is_new
-                    && started.elapsed() < PROPAGATION_RETRY
-                    && e.as_service_error().is_some_and(is_role_propagation) =>
-            {
-                eprintln!("deploy: the new role is not assumable yet (IAM propagation), retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            }
-            Err(e) => bail!("deploy: update configuration: {}", describe(&e)),
-        }
-    }
+    let req = c
+        .lambda
+        .update_function_configuration()
+        .function_name(&want.name)
+        .runtime(lambda::types::Runtime::Providedal2023)
+        .handler(want.handler)
+        .role(role_arn)
+        .memory_size(want.memory)
+        .timeout(want.timeout)
+        .environment(environment(want))
+        .vpc_config(vpc_config(want));
+    retry::lambda_call(c, &want.name, "UpdateFunctionConfiguration", out, || {
+        req.clone().send()
+    })
+    .await
+    .context("deploy: update configuration")?
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "deploy: update configuration (lambda UpdateFunctionConfiguration): {}",
+            describe(&e)
+        )
+    })?;
+    Ok(())
 }
 
 /// Waits until `State=Active` and the last update succeeded (moto reports no `LastUpdateStatus`
-/// after a create: that counts as success); a `Failed` state or update is an error with its reason.
+/// after a create: that counts as success); a `Failed` state or update is an error with its reason
+/// and what to do.
 pub async fn wait_ready(
     c: &Clients,
     name: &str,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
     use lambda::types::{LastUpdateStatus, State};
-    let started = std::time::Instant::now();
+    let mut wait = c.policy.wait(
+        format!("{name} to be Active with its update applied"),
+        c.policy.ready,
+    );
     loop {
         let cfg = c
             .lambda
@@ -748,19 +788,33 @@ pub async fn wait_ready(
             .function_name(name)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("deploy: get function configuration: {}", describe(&e)))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "deploy: get function configuration (lambda GetFunctionConfiguration): {}",
+                    describe(&e)
+                )
+            })?;
         match (cfg.state(), cfg.last_update_status()) {
             (Some(State::Failed), _) => bail!(
-                "deploy: the function failed to become active: {} {}",
-                cfg.state_reason_code().map(|c| c.as_str()).unwrap_or(""),
-                cfg.state_reason().unwrap_or("")
+                "deploy: Lambda could not create {name}: State=Failed, {}: {}. Fix the cause, then \
+                 run `cargo xtask clean --keep-role` and `cargo xtask deploy` again",
+                cfg.state_reason_code()
+                    .map(|c| c.as_str())
+                    .unwrap_or("(no reason code)"),
+                cfg.state_reason()
+                    .unwrap_or("(no reason)")
+                    .trim_end_matches('.')
             ),
             (_, Some(LastUpdateStatus::Failed)) => bail!(
-                "deploy: the update failed: {} {}",
+                "deploy: Lambda could not apply the update of {name}: LastUpdateStatus=Failed, {}: \
+                 {}. The function may still run its previous code and configuration; fix the cause \
+                 and re-run `cargo xtask deploy`",
                 cfg.last_update_status_reason_code()
                     .map(|c| c.as_str())
-                    .unwrap_or(""),
-                cfg.last_update_status_reason().unwrap_or("")
+                    .unwrap_or("(no reason code)"),
+                cfg.last_update_status_reason()
+                    .unwrap_or("(no reason)")
+                    .trim_end_matches('.')
             ),
             (Some(State::Active), None | Some(LastUpdateStatus::Successful)) => {
                 writeln!(
@@ -769,14 +823,15 @@ pub async fn wait_ready(
                     cfg.last_update_status()
                         .map(|s| s.as_str())
                         .unwrap_or("(none)"),
-                    started.elapsed().as_secs_f64()
+                    wait.elapsed().as_secs_f64()
                 )?;
                 return Ok(());
             }
-            _ if started.elapsed() > std::time::Duration::from_secs(600) => {
-                bail!("deploy: the function is still not ready after 10 minutes")
+            _ => {
+                wait.progress(out, &retry::state_line(&cfg))
+                    .context("deploy")?;
+                wait.sleep().await;
             }
-            _ => tokio::time::sleep(std::time::Duration::from_secs(2)).await,
         }
     }
 }

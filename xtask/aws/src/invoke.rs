@@ -32,7 +32,13 @@ impl Invoke {
         let event = self.event()?;
         aws::runtime()?.block_on(async {
             let clients = Clients::new(&settings.sdk_config().await);
-            let res = invoke(&clients.lambda, &settings.function_name, &event).await?;
+            let res = invoke(
+                &clients,
+                &settings.function_name,
+                &event,
+                &mut std::io::stdout(),
+            )
+            .await?;
             res.print(self.json, &mut std::io::stdout())?;
             res.into_result().map(drop)
         })
@@ -159,20 +165,38 @@ pub fn summary(v: &Value) -> String {
     s
 }
 
-/// `Invoke` with `LogType=Tail` (the caller decides what a FunctionError means).
+/// `Invoke` with `LogType=Tail` (the caller decides what a FunctionError means). A function still
+/// Pending or updating (409) is waited for; throttling (429) is retried within the policy's budget.
 pub async fn invoke(
-    client: &lambda::Client,
+    c: &Clients,
     function: &str,
     event: &[u8],
+    out: &mut dyn std::io::Write,
 ) -> anyhow::Result<Invocation> {
-    let out = client
+    let req = c
+        .lambda
         .invoke()
         .function_name(function)
         .log_type(lambda::types::LogType::Tail)
-        .payload(lambda::primitives::Blob::new(event))
-        .send()
+        .payload(lambda::primitives::Blob::new(event));
+    let out = crate::retry::lambda_call(c, function, "Invoke", out, || req.clone().send())
         .await
-        .map_err(|e| anyhow::anyhow!("invoke {function}: {}", describe(&e)))?;
+        .with_context(|| format!("invoke {function}"))?
+        .map_err(|e| {
+            let throttled = e
+                .as_service_error()
+                .is_some_and(|e| e.is_too_many_requests_exception());
+            anyhow::anyhow!(
+                "invoke {function} (lambda Invoke): {}{}",
+                describe(&e),
+                if throttled {
+                    "; Lambda is throttling this function (its concurrency or the account's is \
+                     used up): try again later"
+                } else {
+                    ""
+                }
+            )
+        })?;
     let log_tail = match out.log_result() {
         Some(b64) => Some(
             String::from_utf8_lossy(

@@ -7,3 +7,4 @@ pub mod clean;
 pub mod deploy;
 pub mod invoke;
 pub mod preflight;
+pub mod retry;

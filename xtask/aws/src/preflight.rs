@@ -56,7 +56,7 @@ pub async fn discover(c: &Clients, s: &Settings) -> anyhow::Result<Network> {
         .await
         .map_err(|e| {
             anyhow::anyhow!(
-                "deploy: describe RDS instance {}: {}",
+                "deploy: describe RDS instance {} (rds DescribeDBInstances): {}",
                 s.rds_instance,
                 describe(&e)
             )
@@ -213,7 +213,12 @@ async fn subnet_cidrs(c: &Clients, ids: &[String]) -> anyhow::Result<Vec<String>
         .set_subnet_ids(Some(ids.to_vec()))
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("preflight: describe subnets: {}", describe(&e)))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "preflight: describe subnets (ec2 DescribeSubnets): {}",
+                describe(&e)
+            )
+        })?;
     Ok(out
         .subnets()
         .iter()
@@ -232,7 +237,12 @@ async fn check_postgres_path(c: &Clients, n: &Network) -> anyhow::Result<Check> 
         .set_group_ids(Some(ids))
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("preflight: describe security groups: {}", describe(&e)))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "preflight: describe security groups (ec2 DescribeSecurityGroups): {}",
+                describe(&e)
+            )
+        })?;
     let groups = out.security_groups();
     let fn_cidrs = subnet_cidrs(c, &n.function_subnets).await?;
     let db_cidrs = subnet_cidrs(c, &n.db_subnets).await?;
@@ -304,7 +314,12 @@ async fn check_secrets_manager_path(
         .filters(filter("service-name", &service))
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("preflight: describe VPC endpoints: {}", describe(&e)))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "preflight: describe VPC endpoints (ec2 DescribeVpcEndpoints): {}",
+                describe(&e)
+            )
+        })?;
     let usable = endpoints.vpc_endpoints().iter().find(|e| {
         e.service_name() == Some(service.as_str())
             && e.vpc_id() == Some(n.vpc_id.as_str())
@@ -334,7 +349,12 @@ async fn check_secrets_manager_path(
         .filters(filter("vpc-id", &n.vpc_id))
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("preflight: describe route tables: {}", describe(&e)))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "preflight: describe route tables (ec2 DescribeRouteTables): {}",
+                describe(&e)
+            )
+        })?;
     let tables = tables.route_tables();
     let main = tables
         .iter()
