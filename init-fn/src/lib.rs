@@ -101,7 +101,8 @@ pub async fn handle(
                 db::Canceller::cancel(cancel, deadline.margin() / 4).await;
             }
             Err(InitError::Timeout(format!(
-                "{action:?} did not finish before the invocation's deadline (DB_DEADLINE_MARGIN_S={} s); stopped, the server rolls back what was running; retry with a longer function timeout",
+                "the {} run did not finish before the invocation's deadline (DB_DEADLINE_MARGIN_S={} s); stopped, the server rolls back what was running; retry with a longer function timeout",
+                format!("{action:?}").to_lowercase(),
                 deadline.margin().as_secs()
             )))
         }

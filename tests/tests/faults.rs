@@ -457,6 +457,47 @@ async fn a_no_transaction_migration_out_of_time_says_which_statements_completed(
     Ok(())
 }
 
+#[tokio::test]
+async fn time_running_out_outside_a_migration_is_timeout_too() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    // Less time left than the margin: no wait for the migration lock at all, nothing touched.
+    let state = h.state(&[], init_fn::migrate::embedded());
+    let soon = SystemTime::now() + Duration::from_secs(2);
+    let err = init_fn::handle(&state, json!({}), "t", Some(soon))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "Timeout", "{err}");
+    assert!(err.one_line().contains("migration lock"), "{err}");
+    assert!(h.ledger(DB).await?.is_empty());
+
+    // A host that accepts TCP but never answers, with a connect timeout longer than the time left:
+    // the run is stopped before the deadline instead of waiting DB_CONNECT_TIMEOUT_S.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = silent.local_addr()?.port().to_string();
+    let state = h.state(
+        &[
+            ("DB_HOST", "127.0.0.1"),
+            ("DB_PORT", &port),
+            ("DB_CONNECT_TIMEOUT_S", "30"),
+            ("DB_DEADLINE_MARGIN_S", "1"),
+        ],
+        init_fn::migrate::embedded(),
+    );
+    let started = Instant::now();
+    let deadline = SystemTime::now() + Duration::from_secs(2);
+    let err = init_fn::handle(&state, json!({}), "t", Some(deadline))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "Timeout", "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_no_password(&h, &format!("{err} {err:?}"));
+    Ok(())
+}
+
 #[test]
 fn retry_classes_match_the_readme() {
     let retry = |e: InitError| e.retryable();
@@ -476,7 +517,9 @@ fn retry_classes_match_the_readme() {
     ] {
         assert!(!fix_first.retryable(), "{}", fix_first.error_type());
     }
-    let readme = std::fs::read_to_string(harness::root().join("README.md")).unwrap();
+    // This checkout's README (not `xtask::project_root`, which is baked in when xtask compiles).
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     for (name, answer) in [
         ("Connect", "yes"),
         ("LockTimeout", "yes"),
