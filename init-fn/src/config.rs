@@ -36,6 +36,10 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub lock_timeout: Duration,
     pub statement_timeout: Duration,
+    /// `DB_DDL_LOCK_TIMEOUT_S`: how long a migration statement may queue for a table lock.
+    pub ddl_lock_timeout: Duration,
+    /// `DB_DEADLINE_MARGIN_S`: time kept free before the invocation deadline to cancel and answer.
+    pub deadline_margin: Duration,
 }
 
 pub const DEFAULT_PORT: u16 = 5432;
@@ -115,6 +119,8 @@ impl Config {
             connect_timeout: seconds("DB_CONNECT_TIMEOUT_S", 10)?,
             lock_timeout: seconds("DB_LOCK_TIMEOUT_S", 30)?,
             statement_timeout: seconds("DB_STATEMENT_TIMEOUT_S", 60)?,
+            ddl_lock_timeout: seconds("DB_DDL_LOCK_TIMEOUT_S", 5)?,
+            deadline_margin: seconds("DB_DEADLINE_MARGIN_S", 3)?,
         })
     }
 }
@@ -141,6 +147,8 @@ mod tests {
         assert_eq!(c.connect_timeout, Duration::from_secs(10));
         assert_eq!(c.lock_timeout, Duration::from_secs(30));
         assert_eq!(c.statement_timeout, Duration::from_secs(60));
+        assert_eq!(c.ddl_lock_timeout, Duration::from_secs(5));
+        assert_eq!(c.deadline_margin, Duration::from_secs(3));
     }
 
     #[test]
@@ -154,6 +162,14 @@ mod tests {
             (
                 vec![("DB_STATEMENT_TIMEOUT_S", "x")],
                 "DB_STATEMENT_TIMEOUT_S",
+            ),
+            (
+                vec![("DB_DDL_LOCK_TIMEOUT_S", "0")],
+                "DB_DDL_LOCK_TIMEOUT_S",
+            ),
+            (
+                vec![("DB_DEADLINE_MARGIN_S", "2.5")],
+                "DB_DEADLINE_MARGIN_S",
             ),
             (vec![("DB_HOST", "  ")], "DB_HOST"),
             (

@@ -1,10 +1,11 @@
-//! Opens the one database session a run uses: TLS per `DB_SSLMODE`, a bounded connect, and errors
-//! sorted into `Connect`, `Tls` and `Auth`.
+//! Opens the one database session a run uses: TLS per `DB_SSLMODE`, a bounded connect, errors
+//! sorted into `Connect`, `Tls` and `Auth`, and a session the server abandons (locks released) soon
+//! after the function dies: keepalives both ways and `client_connection_check_interval`.
 
-use std::{error::Error as _, time::Duration};
+use std::{error::Error as _, sync::Once, time::Duration};
 
 use postgres_native_tls::MakeTlsConnector;
-use tokio_postgres::{Client, config::SslMode as PgSslMode};
+use tokio_postgres::{CancelToken, Client, config::SslMode as PgSslMode};
 
 use crate::{
     config::SslMode,
@@ -90,6 +91,11 @@ pub async fn connect(target: &Target, tls: MakeTlsConnector) -> Result<Client, I
         .password(target.password.expose())
         .application_name("init-fn")
         .connect_timeout(target.connect_timeout)
+        // A silently lost network (no FIN, no RST) ends the client side instead of hanging.
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
         .ssl_mode(match target.sslmode {
             SslMode::Disable => PgSslMode::Disable,
             _ => PgSslMode::Require,
@@ -112,7 +118,87 @@ pub async fn connect(target: &Target, tls: MakeTlsConnector) -> Result<Client, I
             tracing::warn!(error = %one_line(&err.to_string()), "database connection closed with an error");
         }
     });
+    watch_for_client_death(&client).await.map_err(|e| {
+        InitError::Connect(one_line(&format!("{where_}: preparing the session: {e}")))
+    })?;
     Ok(client)
+}
+
+/// First server version with `client_connection_check_interval`.
+const CONNECTION_CHECK_SINCE: i32 = 140000;
+
+/// Makes the server abort this session's work within about a second once the function's process is
+/// gone (its socket closed), and probe a silent client with keepalives, so no lock outlives the function.
+async fn watch_for_client_death(client: &Client) -> Result<(), tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int,                     CASE WHEN current_setting('server_version_num')::int >= 140000                          THEN set_config('client_connection_check_interval', '1000', false) END,                     set_config('tcp_keepalives_idle', '10', false),                     set_config('tcp_keepalives_interval', '2', false),                     set_config('tcp_keepalives_count', '3', false)",
+            &[],
+        )
+        .await?;
+    let version: i32 = row.get(0);
+    if version < CONNECTION_CHECK_SINCE {
+        static OLD_SERVER: Once = Once::new();
+        OLD_SERVER.call_once(|| {
+            tracing::warn!(
+                server_version_num = version,
+                "server older than PostgreSQL 14: no client_connection_check_interval, so a killed function's \
+                 statement runs to its end before its locks are released (keepalives still apply)"
+            );
+        });
+    }
+    Ok(())
+}
+
+/// Sends a cancel request for the session's running statement, over the same TLS settings.
+#[derive(Clone)]
+pub struct Canceller {
+    token: CancelToken,
+    tls: MakeTlsConnector,
+}
+
+impl std::fmt::Debug for Canceller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Canceller")
+    }
+}
+
+impl Canceller {
+    pub fn new(client: &Client, tls: MakeTlsConnector) -> Canceller {
+        Canceller {
+            token: client.cancel_token(),
+            tls,
+        }
+    }
+
+    /// `true` when the server took the request within `within`.
+    pub async fn cancel(&self, within: Duration) -> bool {
+        match tokio::time::timeout(within, self.token.cancel_query(self.tls.clone())).await {
+            Ok(Ok(())) => true,
+            Ok(Err(err)) => {
+                tracing::warn!(error = %one_line(&err.to_string()), "cancel request failed");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("cancel request got no answer in time");
+                false
+            }
+        }
+    }
+}
+
+/// A failure of the session rather than of the SQL: connection exceptions (class 08), the server
+/// shutting down or terminating the backend (57P01-57P03, 57P05), I/O errors, a closed connection.
+/// The right move is to retry, never to edit the migration.
+pub fn is_connection_level(err: &tokio_postgres::Error) -> bool {
+    match err.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "57P05")
+        }
+        // Every non-server error of an established session is I/O, a closed socket or a broken protocol.
+        None => true,
+    }
 }
 
 /// Sorts a connect failure into `Auth`, `Tls` or `Connect` with a one-line reason.

@@ -32,6 +32,9 @@ pub enum InitError {
     },
     #[error("{0}")]
     Verify(String),
+    /// The invocation's deadline came first: the running migration was cancelled and rolled back.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 impl InitError {
@@ -49,7 +52,19 @@ impl InitError {
             InitError::ChecksumMismatch(_) => "ChecksumMismatch",
             InitError::MigrationFailed { .. } => "MigrationFailed",
             InitError::Verify(_) => "Verify",
+            InitError::Timeout(_) => "Timeout",
         }
+    }
+
+    /// Whether the same invocation may simply be retried (nothing to fix first).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            InitError::Connect(_)
+                | InitError::LockTimeout(_)
+                | InitError::Timeout(_)
+                | InitError::SecretFetch(_)
+        )
     }
 
     /// The message as Lambda shows it: a single line.

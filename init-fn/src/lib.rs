@@ -1,8 +1,10 @@
 //! `init-fn`: brings the `documents_db` schema up to date from inside the VPC. `handle` is the whole
 //! invocation: event → secret → TLS session → migration engine → report.
 
+pub mod apply;
 pub mod config;
 pub mod db;
+pub mod deadline;
 pub mod error;
 pub mod migrate;
 pub mod pending;
@@ -11,10 +13,14 @@ pub mod report;
 pub mod rows;
 pub mod secret;
 
+use std::{sync::OnceLock, time::SystemTime};
+
 use postgres_native_tls::MakeTlsConnector;
 use serde::Deserialize;
 
-pub use crate::{config::Config, error::InitError, report::Action, report::Report};
+pub use crate::{
+    config::Config, deadline::Deadline, error::InitError, report::Action, report::Report,
+};
 
 /// What every invocation shares, built once at cold start.
 pub struct State {
@@ -87,15 +93,48 @@ pub fn parse_event(event: serde_json::Value) -> Result<Action, InitError> {
     Ok(parse_request(event)?.action.unwrap_or(Action::Apply))
 }
 
-/// One invocation.
+/// One invocation; `deadline` is the Lambda context's (`None`: no limit).
 pub async fn handle(
     state: &State,
     event: serde_json::Value,
     request_id: &str,
+    deadline: Option<SystemTime>,
 ) -> Result<Report, InitError> {
     let request = parse_request(event)?;
     let action = request.action.unwrap_or(Action::Apply);
     let ready = state.ready.as_ref().map_err(InitError::clone)?;
+    let deadline = Deadline::new(deadline, ready.config.deadline_margin);
+    let cancel = OnceLock::new();
+    let run = invocation(state, ready, action, request_id, deadline, &cancel);
+    let Some(hard) = deadline.hard() else {
+        return run.await;
+    };
+    match tokio::time::timeout_at(hard, run).await {
+        Ok(result) => result,
+        // The last resort when a step outside the migrations (secret, connect, inventory) hangs:
+        // answer Lambda before it kills us, and stop the server's statement (its locks) too.
+        Err(_) => {
+            if let Some(cancel) = cancel.get() {
+                db::Canceller::cancel(cancel, deadline.margin() / 4).await;
+            }
+            Err(InitError::Timeout(format!(
+                "the {} run did not finish before the invocation's deadline (DB_DEADLINE_MARGIN_S={} s); stopped, the server rolls back what was running; retry with a longer function timeout",
+                format!("{action:?}").to_lowercase(),
+                deadline.margin().as_secs()
+            )))
+        }
+    }
+}
+
+/// The invocation after the event is parsed: secret → TLS session → migration engine → report.
+async fn invocation(
+    state: &State,
+    ready: &Ready,
+    action: Action,
+    request_id: &str,
+    deadline: Deadline,
+    cancel: &OnceLock<db::Canceller>,
+) -> Result<Report, InitError> {
     let config = &ready.config;
     tracing::info!(?action, secret_id = %config.secret_id, "fetching the database secret");
     let secret = secret::fetch(&state.secrets, &config.secret_id).await?;
@@ -120,9 +159,13 @@ pub async fn handle(
     };
     tracing::info!(host = %target.host, port = target.port, db = %target.dbname, sslmode = target.sslmode.as_str(), "connecting");
     let mut client = db::connect(&target, ready.tls.clone()).await?;
+    let canceller = cancel.get_or_init(|| db::Canceller::new(&client, ready.tls.clone()));
     let options = migrate::Options {
         lock_timeout: config.lock_timeout,
         statement_timeout: config.statement_timeout,
+        ddl_lock_timeout: config.ddl_lock_timeout,
+        deadline,
+        cancel: Some(canceller.clone()),
         applied_by: format!("init-fn {} request {request_id}", env!("CARGO_PKG_VERSION")),
         exact_counts: request.exact_counts,
     };

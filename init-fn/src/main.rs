@@ -26,7 +26,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let state = &state;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            handle(state, event.payload, &event.context.request_id).await
+            let deadline = event.context.deadline();
+            handle(
+                state,
+                event.payload,
+                &event.context.request_id,
+                Some(deadline),
+            )
+            .await
         },
     ))
     .await

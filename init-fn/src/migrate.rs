@@ -7,9 +7,11 @@ use std::{
 };
 
 use sha2::{Digest, Sha256};
-use tokio_postgres::{Client, GenericClient, error::SqlState};
+use tokio_postgres::{Client, error::SqlState};
 
 use crate::{
+    db::Canceller,
+    deadline::Deadline,
     error::{InitError, one_line},
     report::{
         Action, IndexReport, MigrationReport, MigrationState, ObjectReport, Outcome, Report,
@@ -88,6 +90,12 @@ pub fn embedded() -> Vec<Migration> {
 pub struct Options {
     pub lock_timeout: Duration,
     pub statement_timeout: Duration,
+    /// How long a migration statement may queue for a table lock before its attempt is rolled back.
+    pub ddl_lock_timeout: Duration,
+    /// The invocation's deadline: bounds the lock wait and each migration.
+    pub deadline: Deadline,
+    /// Cancels the running statement when the deadline comes (`None`: the statement runs on).
+    pub cancel: Option<Canceller>,
     /// Stored in the ledger's `applied_by`.
     pub applied_by: String,
     /// `verify` with `"exact_counts": true`: `count(*)` every table whatever its size.
@@ -115,15 +123,18 @@ pub async fn run(
     sorted.sort_by_key(|m| m.version);
 
     if action == Action::Apply {
-        lock(client, options.lock_timeout).await?;
+        lock(client, options).await?;
     }
     set_statement_timeout(client, options.statement_timeout).await?;
     let result = run_locked(client, &sorted, action, options).await;
     if action == Action::Apply {
         // Closing the session would release it too; unlock explicitly so a pooled session stays clean.
-        let _ = client
-            .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
-            .await;
+        // Bounded: after a cancel the answer must still reach Lambda before its deadline.
+        let _ = tokio::time::timeout(
+            options.deadline.cleanup_left(),
+            client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]),
+        )
+        .await;
     }
     let (migrations, objects, notes) = result?;
 
@@ -202,7 +213,7 @@ async fn run_locked(
             });
             continue;
         }
-        let elapsed = apply_one(client, m, options).await?;
+        let elapsed = crate::apply::migration(client, m, options).await?;
         // Adopted: the original (or a hand) already built everything this migration declares.
         let adopted = fresh_ledger
             && !m.objects.is_empty()
@@ -261,69 +272,6 @@ async fn run_locked(
     Ok((reports, objects, notes))
 }
 
-/// Runs one migration and records it; in a transaction unless the file opted out.
-async fn apply_one(
-    client: &mut Client,
-    m: &Migration,
-    options: &Options,
-) -> Result<u64, InitError> {
-    let started = Instant::now();
-    let failed = |err: tokio_postgres::Error| migration_failed(m, err);
-    if m.transactional {
-        let tx = client.transaction().await.map_err(failed)?;
-        tx.batch_execute(&m.sql).await.map_err(failed)?;
-        let ms = started.elapsed().as_millis() as u64;
-        record(&tx, m, ms, options).await.map_err(failed)?;
-        tx.commit().await.map_err(failed)?;
-        Ok(ms)
-    } else {
-        for statement in split_statements(&m.sql) {
-            client.batch_execute(&statement).await.map_err(failed)?;
-        }
-        let ms = started.elapsed().as_millis() as u64;
-        record(&*client, m, ms, options).await.map_err(failed)?;
-        Ok(ms)
-    }
-}
-
-/// Writes the ledger row of `m`.
-async fn record(
-    client: &impl GenericClient,
-    m: &Migration,
-    ms: u64,
-    options: &Options,
-) -> Result<u64, tokio_postgres::Error> {
-    client
-        .execute(
-            &format!(
-                "INSERT INTO {LEDGER} (version, name, checksum, duration_ms, applied_by) VALUES ($1, $2, $3, $4, $5)"
-            ),
-            &[
-                &(m.version as i32),
-                &m.name,
-                &m.checksum,
-                &(ms as i64),
-                &options.applied_by,
-            ],
-        )
-        .await
-}
-
-fn migration_failed(m: &Migration, err: tokio_postgres::Error) -> InitError {
-    match err.as_db_error() {
-        Some(db) => InitError::MigrationFailed {
-            version: m.version,
-            name: m.name.clone(),
-            sqlstate: db.code().code().to_string(),
-            message: one_line(db.message()),
-        },
-        None => InitError::Connect(one_line(&format!(
-            "connection lost during migration {} ({}): {err}",
-            m.version, m.name
-        ))),
-    }
-}
-
 async fn server_facts(client: &Client) -> Result<(String, String), InitError> {
     let row = client
         .query_one(
@@ -349,11 +297,20 @@ fn query_error(what: &str, err: tokio_postgres::Error) -> InitError {
     }
 }
 
-async fn lock(client: &Client, wait: Duration) -> Result<(), InitError> {
-    let ms = wait.as_millis();
+/// Takes the migration lock, waiting at most `DB_LOCK_TIMEOUT_S` and never past the deadline.
+async fn lock(client: &Client, options: &Options) -> Result<(), InitError> {
+    let wait = options.deadline.bound(options.lock_timeout);
+    let by_deadline = wait < options.lock_timeout;
+    if wait < Duration::from_millis(1) {
+        return Err(InitError::Timeout(format!(
+            "no time left to take the migration lock: the invocation's deadline is less than {} s away (DB_DEADLINE_MARGIN_S); nothing was changed",
+            options.deadline.margin().as_secs()
+        )));
+    }
     client
         .batch_execute(&format!(
-            "SET statement_timeout = 0; SET lock_timeout = {ms}"
+            "SET statement_timeout = 0; SET lock_timeout = {}",
+            wait.as_millis()
         ))
         .await
         .map_err(|e| query_error("setting lock_timeout", e))?;
@@ -362,10 +319,17 @@ async fn lock(client: &Client, wait: Duration) -> Result<(), InitError> {
         .await;
     match locked {
         Ok(_) => {}
+        Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) && by_deadline => {
+            return Err(InitError::Timeout(format!(
+                "another init-fn run held the migration lock (advisory key {LOCK_KEY}) for the {:.1} s left before the invocation's deadline (minus DB_DEADLINE_MARGIN_S={} s); nothing was changed",
+                wait.as_secs_f64(),
+                options.deadline.margin().as_secs()
+            )));
+        }
         Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
             return Err(InitError::LockTimeout(format!(
                 "another init-fn run held the migration lock (advisory key {LOCK_KEY}) for more than {} s (DB_LOCK_TIMEOUT_S); nothing was changed",
-                wait.as_secs()
+                options.lock_timeout.as_secs()
             )));
         }
         Err(err) => return Err(query_error("taking the migration lock", err)),

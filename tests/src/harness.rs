@@ -166,7 +166,7 @@ pub async fn invoke(
     state: &State,
     event: serde_json::Value,
 ) -> Result<serde_json::Value, InitError> {
-    let report = init_fn::handle(state, event, "test-request").await?;
+    let report = init_fn::handle(state, event, "test-request", None).await?;
     Ok(serde_json::to_value(report).expect("report serializes"))
 }
 

@@ -1,0 +1,458 @@
+//! Applies one migration under production faults: statements bounded by the invocation deadline
+//! (cancelled and rolled back in time), table-lock waits bounded by `DB_DDL_LOCK_TIMEOUT_S` and
+//! retried with backoff, serialization failures and deadlocks retried, lost connections as `Connect`.
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use tokio_postgres::{Client, GenericClient, Transaction};
+
+use crate::{
+    db,
+    error::{InitError, one_line},
+    migrate::{LEDGER, Migration, Options, split_statements},
+};
+
+/// Attempts of one migration (the first included) when a lock wait, serialization failure or
+/// deadlock rolls it back.
+pub const MAX_ATTEMPTS: u32 = 4;
+/// Pause after the first failed attempt; doubles after each further one.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Why an attempt of a migration stopped.
+enum Stop {
+    /// A statement failed; `index` is its 0-based position.
+    Sql {
+        err: tokio_postgres::Error,
+        index: usize,
+    },
+    /// The deadline came while statement `index` ran; it was cancelled.
+    Expired { index: usize },
+}
+
+/// Runs `m` and writes its ledger row; in one transaction unless the file opted out. Returns its
+/// duration in ms.
+pub async fn migration(
+    client: &mut Client,
+    m: &Migration,
+    options: &Options,
+) -> Result<u64, InitError> {
+    let started = Instant::now();
+    let statements = split_statements(&m.sql);
+    // No-transaction migrations keep what completed; a retry resumes after it.
+    let mut completed = 0;
+    let mut attempt = 1;
+    let mut blocker = None;
+    loop {
+        if options.deadline.left() == Some(Duration::ZERO) {
+            return Err(timeout(m, &statements, None, completed, started, options));
+        }
+        let stop = if m.transactional {
+            match transactional(client, m, &statements, options, started).await {
+                Ok(ms) => return Ok(ms),
+                Err(stop) => stop,
+            }
+        } else {
+            match one_by_one(client, m, &statements, &mut completed, options, started).await {
+                Ok(ms) => return Ok(ms),
+                Err(stop) => stop,
+            }
+        };
+        let (err, index) = match stop {
+            Stop::Expired { index } => {
+                return Err(timeout(
+                    m,
+                    &statements,
+                    Some(index),
+                    completed,
+                    started,
+                    options,
+                ));
+            }
+            Stop::Sql { err, index } => (err, index),
+        };
+        if db::is_connection_level(&err) {
+            return Err(connection_lost(m, &statements, index, completed, &err));
+        }
+        let code = err.code().map(|c| c.code()).unwrap_or_default();
+        let lock_wait = code == "55P03";
+        if !(lock_wait || code == "40001" || code == "40P01") {
+            return Err(failed(m, &err, index, statements.len()));
+        }
+        if lock_wait {
+            blocker = blocking_session(client, &statements[index]).await;
+        }
+        let backoff = FIRST_BACKOFF * 2u32.pow(attempt - 1);
+        // Another attempt only when it could wait its full lock timeout before the deadline.
+        let time_for_more = options
+            .deadline
+            .left()
+            .is_none_or(|left| left >= backoff + options.ddl_lock_timeout);
+        if attempt >= MAX_ATTEMPTS || !time_for_more {
+            return Err(if lock_wait {
+                lock_timeout(
+                    m,
+                    &statements,
+                    index,
+                    completed,
+                    attempt,
+                    started,
+                    options,
+                    blocker,
+                )
+            } else {
+                failed(m, &err, index, statements.len())
+            });
+        }
+        tracing::warn!(
+            version = m.version,
+            sqlstate = code,
+            attempt,
+            backoff_ms = backoff.as_millis() as u64,
+            "migration rolled back; retrying"
+        );
+        tokio::time::sleep(backoff).await;
+        attempt += 1;
+    }
+}
+
+/// One attempt in a transaction with the ledger row; on any stop the transaction is rolled back.
+async fn transactional(
+    client: &mut Client,
+    m: &Migration,
+    statements: &[String],
+    options: &Options,
+    started: Instant,
+) -> Result<u64, Stop> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|err| Stop::Sql { err, index: 0 })?;
+    if let Err(err) = tx
+        .batch_execute(&format!(
+            "SET LOCAL lock_timeout = {}",
+            options.ddl_lock_timeout.as_millis()
+        ))
+        .await
+    {
+        return Err(Stop::Sql { err, index: 0 });
+    }
+    for (index, statement) in statements.iter().enumerate() {
+        match bounded(tx.batch_execute(statement), options).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                rollback(tx, options).await;
+                return Err(Stop::Sql { err, index });
+            }
+            Err(Expired { .. }) => {
+                rollback(tx, options).await;
+                return Err(Stop::Expired { index });
+            }
+        }
+    }
+    let ms = started.elapsed().as_millis() as u64;
+    let last = statements.len().saturating_sub(1);
+    match bounded(record(&tx, m, ms, options), options).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => {
+            rollback(tx, options).await;
+            return Err(Stop::Sql { err, index: last });
+        }
+        Err(Expired { .. }) => {
+            rollback(tx, options).await;
+            return Err(Stop::Expired { index: last });
+        }
+    }
+    // Not cancelled: once COMMIT is sent its outcome must be known, and it takes milliseconds.
+    tx.commit()
+        .await
+        .map_err(|err| Stop::Sql { err, index: last })?;
+    Ok(ms)
+}
+
+/// One attempt statement by statement (`-- init-fn: no-transaction`), resuming after `completed`.
+async fn one_by_one(
+    client: &mut Client,
+    m: &Migration,
+    statements: &[String],
+    completed: &mut usize,
+    options: &Options,
+    started: Instant,
+) -> Result<u64, Stop> {
+    let set = format!(
+        "SET lock_timeout = {}",
+        options.ddl_lock_timeout.as_millis()
+    );
+    client.batch_execute(&set).await.map_err(|err| Stop::Sql {
+        err,
+        index: *completed,
+    })?;
+    let result = async {
+        for (index, statement) in statements.iter().enumerate().skip(*completed) {
+            match bounded(client.batch_execute(statement), options).await {
+                Ok(Ok(())) => *completed = index + 1,
+                Ok(Err(err)) => return Err(Stop::Sql { err, index }),
+                Err(Expired { completed: done }) => {
+                    if done {
+                        *completed = index + 1;
+                    }
+                    return Err(Stop::Expired { index });
+                }
+            }
+        }
+        let ms = started.elapsed().as_millis() as u64;
+        let last = statements.len().saturating_sub(1);
+        match bounded(record(&*client, m, ms, options), options).await {
+            Ok(Ok(_)) => Ok(ms),
+            Ok(Err(err)) => Err(Stop::Sql { err, index: last }),
+            Err(Expired { .. }) => Err(Stop::Expired { index: last }),
+        }
+    }
+    .await;
+    // Back to waiting as long as the session allows (the advisory lock's wait is set on its own).
+    let _ = tokio::time::timeout(
+        options.deadline.cleanup_left(),
+        client.batch_execute("SET lock_timeout = 0"),
+    )
+    .await;
+    result
+}
+
+/// The deadline came while a statement ran.
+struct Expired {
+    /// The statement finished anyway (the cancel came too late).
+    completed: bool,
+}
+
+/// Runs `query` until the deadline; then cancels it on the server and waits (within the cleanup time)
+/// for the session to answer, so that ROLLBACK and unlock can follow.
+async fn bounded<T>(
+    query: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    options: &Options,
+) -> Result<Result<T, tokio_postgres::Error>, Expired> {
+    let Some(expiry) = options.deadline.expiry() else {
+        return Ok(query.await);
+    };
+    tokio::pin!(query);
+    tokio::select! {
+        biased;
+        result = &mut query => Ok(result),
+        _ = tokio::time::sleep_until(expiry) => {
+            let half = options.deadline.cleanup_left() / 2;
+            if let Some(cancel) = &options.cancel {
+                cancel.cancel(half).await;
+            }
+            let after = tokio::time::timeout(options.deadline.cleanup_left(), &mut query).await;
+            Err(Expired { completed: matches!(after, Ok(Ok(_))) })
+        }
+    }
+}
+
+async fn rollback(tx: Transaction<'_>, options: &Options) {
+    if tokio::time::timeout(options.deadline.cleanup_left(), tx.rollback())
+        .await
+        .is_err()
+    {
+        tracing::warn!("rollback got no answer in time; closing the session ends the transaction");
+    }
+}
+
+/// Writes the ledger row of `m`.
+async fn record(
+    client: &impl GenericClient,
+    m: &Migration,
+    ms: u64,
+    options: &Options,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {LEDGER} (version, name, checksum, duration_ms, applied_by) VALUES ($1, $2, $3, $4, $5)"
+            ),
+            &[
+                &(m.version as i32),
+                &m.name,
+                &m.checksum,
+                &(ms as i64),
+                &options.applied_by,
+            ],
+        )
+        .await
+}
+
+/// The session that holds a lock on a table `statement` names, longest in its transaction first:
+/// pid, application_name, state and how long — never its query text.
+async fn blocking_session(client: &Client, statement: &str) -> Option<Blocker> {
+    let names: Vec<String> = statement
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '"' || c == '.'))
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let w = w.rsplit('.').next().unwrap_or(w);
+            if w.starts_with('"') {
+                w.trim_matches('"').to_string()
+            } else {
+                w.to_lowercase()
+            }
+        })
+        .collect();
+    let row = client
+        .query_opt(
+            "SELECT c.relname::text, l.pid, coalesce(a.application_name, ''), coalesce(a.state, '?'), \
+                    extract(epoch FROM now() - coalesce(a.xact_start, a.query_start, a.backend_start))::float8 \
+             FROM pg_locks l \
+             JOIN pg_class c ON c.oid = l.relation \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid() \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.relname = ANY($1) \
+             ORDER BY 5 DESC NULLS LAST LIMIT 1",
+            &[&names],
+        )
+        .await;
+    match row {
+        Ok(Some(r)) => Some(Blocker {
+            table: r.get(0),
+            pid: r.get(1),
+            application_name: r.get(2),
+            state: r.get(3),
+            held_s: r.get::<_, Option<f64>>(4).unwrap_or(0.0),
+        }),
+        Ok(None) => None,
+        Err(err) => {
+            tracing::warn!(error = %one_line(&err.to_string()), "looking up the blocking session failed");
+            None
+        }
+    }
+}
+
+/// Who held the lock a migration statement waited for.
+#[derive(Debug, Clone)]
+struct Blocker {
+    table: String,
+    pid: i32,
+    application_name: String,
+    state: String,
+    held_s: f64,
+}
+
+/// "statements 1-2 of 5 completed and stay; " for a no-transaction migration, else "".
+fn kept(m: &Migration, completed: usize, total: usize) -> String {
+    if m.transactional {
+        String::new()
+    } else if completed == 0 {
+        format!("none of its {total} statements completed; ")
+    } else {
+        format!(
+            "statements 1-{completed} of {total} completed and stay (no-transaction; the next run resumes after them); "
+        )
+    }
+}
+
+fn nothing_applied(m: &Migration) -> &'static str {
+    if m.transactional {
+        "its transaction was rolled back, nothing of it was applied"
+    } else {
+        "it is not recorded as applied"
+    }
+}
+
+fn timeout(
+    m: &Migration,
+    statements: &[String],
+    running: Option<usize>,
+    completed: usize,
+    started: Instant,
+    options: &Options,
+) -> InitError {
+    let at = match running {
+        Some(i) => format!(" at statement {} of {}", i + 1, statements.len()),
+        None => " before it could start".to_string(),
+    };
+    InitError::Timeout(format!(
+        "migration {} ({}) was cancelled after {:.1} s{at}: the invocation's deadline was {} s away (DB_DEADLINE_MARGIN_S); {}{}; retry with a longer function timeout",
+        m.version,
+        m.name,
+        started.elapsed().as_secs_f64(),
+        options.deadline.margin().as_secs(),
+        kept(m, completed, statements.len()),
+        nothing_applied(m),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn lock_timeout(
+    m: &Migration,
+    statements: &[String],
+    index: usize,
+    completed: usize,
+    attempts: u32,
+    started: Instant,
+    options: &Options,
+    blocker: Option<Blocker>,
+) -> InitError {
+    let held = match blocker {
+        Some(b) => format!(
+            "table {} is locked by pid {} (application_name {:?}, state {}, in its transaction for {:.1} s)",
+            b.table, b.pid, b.application_name, b.state, b.held_s
+        ),
+        None => "the session that held the table lock was gone when looked up".to_string(),
+    };
+    InitError::LockTimeout(format!(
+        "migration {} ({}) statement {} of {} could not get its table lock within {} s (DB_DDL_LOCK_TIMEOUT_S) in {attempts} attempts over {:.1} s: {held}; {}{}",
+        m.version,
+        m.name,
+        index + 1,
+        statements.len(),
+        options.ddl_lock_timeout.as_secs(),
+        started.elapsed().as_secs_f64(),
+        kept(m, completed, statements.len()),
+        nothing_applied(m),
+    ))
+}
+
+fn connection_lost(
+    m: &Migration,
+    statements: &[String],
+    index: usize,
+    completed: usize,
+    err: &tokio_postgres::Error,
+) -> InitError {
+    let reason = match err.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => err.to_string(),
+    };
+    InitError::Connect(one_line(&format!(
+        "connection lost during migration {} ({}) at statement {} of {}: {reason}; {}{}; retry",
+        m.version,
+        m.name,
+        index + 1,
+        statements.len(),
+        kept(m, completed, statements.len()),
+        if m.transactional {
+            "its transaction was not committed, nothing of it was applied"
+        } else {
+            "it is not recorded as applied"
+        },
+    )))
+}
+
+fn failed(m: &Migration, err: &tokio_postgres::Error, index: usize, total: usize) -> InitError {
+    match err.as_db_error() {
+        Some(db) => InitError::MigrationFailed {
+            version: m.version,
+            name: m.name.clone(),
+            sqlstate: db.code().code().to_string(),
+            message: one_line(&format!(
+                "{} (statement {} of {total})",
+                db.message(),
+                index + 1
+            )),
+        },
+        None => InitError::Connect(one_line(&format!(
+            "connection lost during migration {} ({}): {err}",
+            m.version, m.name
+        ))),
+    }
+}
