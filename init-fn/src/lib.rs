@@ -105,7 +105,7 @@ pub async fn handle(
     let ready = state.ready.as_ref().map_err(InitError::clone)?;
     let deadline = Deadline::new(deadline, ready.config.deadline_margin);
     let cancel = OnceLock::new();
-    let run = invocation(state, ready, action, request_id, deadline, &cancel);
+    let run = invocation(state, ready, &request, request_id, deadline, &cancel);
     let Some(hard) = deadline.hard() else {
         return run.await;
     };
@@ -130,12 +130,13 @@ pub async fn handle(
 async fn invocation(
     state: &State,
     ready: &Ready,
-    action: Action,
+    request: &Request,
     request_id: &str,
     deadline: Deadline,
     cancel: &OnceLock<db::Canceller>,
 ) -> Result<Report, InitError> {
     let config = &ready.config;
+    let action = request.action.unwrap_or(Action::Apply);
     tracing::info!(?action, secret_id = %config.secret_id, "fetching the database secret");
     let secret = secret::fetch(&state.secrets, &config.secret_id).await?;
     let target = db::Target {
