@@ -39,93 +39,79 @@ pub async fn migration(
     m: &Migration,
     options: &Options,
 ) -> Result<u64, InitError> {
-    let started = Instant::now();
     let statements = split_statements(&m.sql);
-    // No-transaction migrations keep what completed; a retry resumes after it.
-    let mut completed = 0;
-    let mut attempt = 1;
-    let mut blocker = None;
+    let mut run = Progress {
+        m,
+        statements: &statements,
+        options,
+        started: Instant::now(),
+        completed: 0,
+        attempts: 0,
+    };
     loop {
         if options.deadline.left() == Some(Duration::ZERO) {
-            return Err(timeout(m, &statements, None, completed, started, options));
+            return Err(run.timeout(None));
         }
-        let stop = if m.transactional {
-            match transactional(client, m, &statements, options, started).await {
-                Ok(ms) => return Ok(ms),
-                Err(stop) => stop,
-            }
+        run.attempts += 1;
+        let attempt = if m.transactional {
+            transactional(client, &run).await
         } else {
-            match one_by_one(client, m, &statements, &mut completed, options, started).await {
-                Ok(ms) => return Ok(ms),
-                Err(stop) => stop,
-            }
+            one_by_one(client, &mut run).await
         };
-        let (err, index) = match stop {
-            Stop::Expired { index } => {
-                return Err(timeout(
-                    m,
-                    &statements,
-                    Some(index),
-                    completed,
-                    started,
-                    options,
-                ));
-            }
-            Stop::Sql { err, index } => (err, index),
+        let (err, index) = match attempt {
+            Ok(ms) => return Ok(ms),
+            Err(Stop::Expired { index }) => return Err(run.timeout(Some(index))),
+            Err(Stop::Sql { err, index }) => (err, index),
         };
         if db::is_connection_level(&err) {
-            return Err(connection_lost(m, &statements, index, completed, &err));
+            return Err(run.connection_lost(index, &err));
         }
         let code = err.code().map(|c| c.code()).unwrap_or_default();
         let lock_wait = code == "55P03";
         if !(lock_wait || code == "40001" || code == "40P01") {
-            return Err(failed(m, &err, index, statements.len()));
+            return Err(run.failed(index, &err));
         }
-        if lock_wait {
-            blocker = blocking_session(client, &statements[index]).await;
-        }
-        let backoff = FIRST_BACKOFF * 2u32.pow(attempt - 1);
+        let blocker = match lock_wait {
+            true => blocking_session(client, &statements[index]).await,
+            false => None,
+        };
+        let backoff = FIRST_BACKOFF * 2u32.pow(run.attempts - 1);
         // Another attempt only when it could wait its full lock timeout before the deadline.
         let time_for_more = options
             .deadline
             .left()
             .is_none_or(|left| left >= backoff + options.ddl_lock_timeout);
-        if attempt >= MAX_ATTEMPTS || !time_for_more {
-            return Err(if lock_wait {
-                lock_timeout(
-                    m,
-                    &statements,
-                    index,
-                    completed,
-                    attempt,
-                    started,
-                    options,
-                    blocker,
-                )
-            } else {
-                failed(m, &err, index, statements.len())
+        if run.attempts >= MAX_ATTEMPTS || !time_for_more {
+            return Err(match lock_wait {
+                true => run.lock_timeout(index, blocker),
+                false => run.failed(index, &err),
             });
         }
         tracing::warn!(
             version = m.version,
             sqlstate = code,
-            attempt,
+            attempt = run.attempts,
             backoff_ms = backoff.as_millis() as u64,
             "migration rolled back; retrying"
         );
         tokio::time::sleep(backoff).await;
-        attempt += 1;
     }
 }
 
-/// One attempt in a transaction with the ledger row; on any stop the transaction is rolled back.
-async fn transactional(
-    client: &mut Client,
-    m: &Migration,
-    statements: &[String],
-    options: &Options,
+/// One migration's run so far: what its messages report.
+struct Progress<'a> {
+    m: &'a Migration,
+    statements: &'a [String],
+    options: &'a Options,
     started: Instant,
-) -> Result<u64, Stop> {
+    /// No-transaction migrations keep the statements that completed; a retry resumes after them.
+    completed: usize,
+    attempts: u32,
+}
+
+/// One attempt in a transaction with the ledger row; on any stop the transaction is rolled back.
+async fn transactional(client: &mut Client, run: &Progress<'_>) -> Result<u64, Stop> {
+    let (m, statements, options) = (run.m, run.statements, run.options);
     let tx = client
         .transaction()
         .await
@@ -152,7 +138,7 @@ async fn transactional(
             }
         }
     }
-    let ms = started.elapsed().as_millis() as u64;
+    let ms = run.started.elapsed().as_millis() as u64;
     let last = statements.len().saturating_sub(1);
     match bounded(record(&tx, m, ms, options), options).await {
         Ok(Ok(_)) => {}
@@ -173,14 +159,9 @@ async fn transactional(
 }
 
 /// One attempt statement by statement (`-- init-fn: no-transaction`), resuming after `completed`.
-async fn one_by_one(
-    client: &mut Client,
-    m: &Migration,
-    statements: &[String],
-    completed: &mut usize,
-    options: &Options,
-    started: Instant,
-) -> Result<u64, Stop> {
+async fn one_by_one(client: &mut Client, run: &mut Progress<'_>) -> Result<u64, Stop> {
+    let (m, statements, options, started) = (run.m, run.statements, run.options, run.started);
+    let completed = &mut run.completed;
     let set = format!(
         "SET lock_timeout = {}",
         options.ddl_lock_timeout.as_millis()
@@ -337,122 +318,104 @@ struct Blocker {
     held_s: f64,
 }
 
-/// "statements 1-2 of 5 completed and stay; " for a no-transaction migration, else "".
-fn kept(m: &Migration, completed: usize, total: usize) -> String {
-    if m.transactional {
-        String::new()
-    } else if completed == 0 {
-        format!("none of its {total} statements completed; ")
-    } else {
-        format!(
-            "statements 1-{completed} of {total} completed and stay (no-transaction; the next run resumes after them); "
-        )
+impl Progress<'_> {
+    /// "statements 1-2 of 5 completed and stay; " for a no-transaction migration, else "".
+    fn kept(&self) -> String {
+        let (completed, total) = (self.completed, self.statements.len());
+        if self.m.transactional {
+            String::new()
+        } else if completed == 0 {
+            format!("none of its {total} statements completed; ")
+        } else {
+            format!(
+                "statements 1-{completed} of {total} completed and stay (no-transaction; the next run resumes after them); "
+            )
+        }
     }
-}
 
-fn nothing_applied(m: &Migration) -> &'static str {
-    if m.transactional {
-        "its transaction was rolled back, nothing of it was applied"
-    } else {
-        "it is not recorded as applied"
-    }
-}
-
-fn timeout(
-    m: &Migration,
-    statements: &[String],
-    running: Option<usize>,
-    completed: usize,
-    started: Instant,
-    options: &Options,
-) -> InitError {
-    let at = match running {
-        Some(i) => format!(" at statement {} of {}", i + 1, statements.len()),
-        None => " before it could start".to_string(),
-    };
-    InitError::Timeout(format!(
-        "migration {} ({}) was cancelled after {:.1} s{at}: the invocation's deadline was {} s away (DB_DEADLINE_MARGIN_S); {}{}; retry with a longer function timeout",
-        m.version,
-        m.name,
-        started.elapsed().as_secs_f64(),
-        options.deadline.margin().as_secs(),
-        kept(m, completed, statements.len()),
-        nothing_applied(m),
-    ))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn lock_timeout(
-    m: &Migration,
-    statements: &[String],
-    index: usize,
-    completed: usize,
-    attempts: u32,
-    started: Instant,
-    options: &Options,
-    blocker: Option<Blocker>,
-) -> InitError {
-    let held = match blocker {
-        Some(b) => format!(
-            "table {} is locked by pid {} (application_name {:?}, state {}, in its transaction for {:.1} s)",
-            b.table, b.pid, b.application_name, b.state, b.held_s
-        ),
-        None => "the session that held the table lock was gone when looked up".to_string(),
-    };
-    InitError::LockTimeout(format!(
-        "migration {} ({}) statement {} of {} could not get its table lock within {} s (DB_DDL_LOCK_TIMEOUT_S) in {attempts} attempts over {:.1} s: {held}; {}{}",
-        m.version,
-        m.name,
-        index + 1,
-        statements.len(),
-        options.ddl_lock_timeout.as_secs(),
-        started.elapsed().as_secs_f64(),
-        kept(m, completed, statements.len()),
-        nothing_applied(m),
-    ))
-}
-
-fn connection_lost(
-    m: &Migration,
-    statements: &[String],
-    index: usize,
-    completed: usize,
-    err: &tokio_postgres::Error,
-) -> InitError {
-    let reason = match err.as_db_error() {
-        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => err.to_string(),
-    };
-    InitError::Connect(one_line(&format!(
-        "connection lost during migration {} ({}) at statement {} of {}: {reason}; {}{}; retry",
-        m.version,
-        m.name,
-        index + 1,
-        statements.len(),
-        kept(m, completed, statements.len()),
-        if m.transactional {
-            "its transaction was not committed, nothing of it was applied"
+    fn nothing_applied(&self) -> &'static str {
+        if self.m.transactional {
+            "its transaction was rolled back, nothing of it was applied"
         } else {
             "it is not recorded as applied"
-        },
-    )))
-}
+        }
+    }
 
-fn failed(m: &Migration, err: &tokio_postgres::Error, index: usize, total: usize) -> InitError {
-    match err.as_db_error() {
-        Some(db) => InitError::MigrationFailed {
-            version: m.version,
-            name: m.name.clone(),
-            sqlstate: db.code().code().to_string(),
-            message: one_line(&format!(
-                "{} (statement {} of {total})",
-                db.message(),
-                index + 1
-            )),
-        },
-        None => InitError::Connect(one_line(&format!(
-            "connection lost during migration {} ({}): {err}",
-            m.version, m.name
-        ))),
+    /// "migration 2 (add_note)".
+    fn which(&self) -> String {
+        format!("migration {} ({})", self.m.version, self.m.name)
+    }
+
+    fn timeout(&self, running: Option<usize>) -> InitError {
+        let at = match running {
+            Some(i) => format!(" at statement {} of {}", i + 1, self.statements.len()),
+            None => " before it could start".to_string(),
+        };
+        InitError::Timeout(format!(
+            "{} was cancelled after {:.1} s{at}: the invocation's deadline was {} s away (DB_DEADLINE_MARGIN_S); {}{}; retry with a longer function timeout",
+            self.which(),
+            self.started.elapsed().as_secs_f64(),
+            self.options.deadline.margin().as_secs(),
+            self.kept(),
+            self.nothing_applied(),
+        ))
+    }
+
+    fn lock_timeout(&self, index: usize, blocker: Option<Blocker>) -> InitError {
+        let held = match blocker {
+            Some(b) => format!(
+                "table {} is locked by pid {} (application_name {:?}, state {}, in its transaction for {:.1} s)",
+                b.table, b.pid, b.application_name, b.state, b.held_s
+            ),
+            None => "the session that held the table lock was gone when looked up".to_string(),
+        };
+        InitError::LockTimeout(format!(
+            "{} statement {} of {} could not get its table lock within {} s (DB_DDL_LOCK_TIMEOUT_S) in {} attempts over {:.1} s: {held}; {}{}",
+            self.which(),
+            index + 1,
+            self.statements.len(),
+            self.options.ddl_lock_timeout.as_secs(),
+            self.attempts,
+            self.started.elapsed().as_secs_f64(),
+            self.kept(),
+            self.nothing_applied(),
+        ))
+    }
+
+    fn connection_lost(&self, index: usize, err: &tokio_postgres::Error) -> InitError {
+        let reason = match err.as_db_error() {
+            Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+            None => err.to_string(),
+        };
+        InitError::Connect(one_line(&format!(
+            "connection lost during {} at statement {} of {}: {reason}; {}{}; retry",
+            self.which(),
+            index + 1,
+            self.statements.len(),
+            self.kept(),
+            if self.m.transactional {
+                "its transaction was not committed, nothing of it was applied"
+            } else {
+                "it is not recorded as applied"
+            },
+        )))
+    }
+
+    fn failed(&self, index: usize, err: &tokio_postgres::Error) -> InitError {
+        match err.as_db_error() {
+            Some(db) => InitError::MigrationFailed {
+                version: self.m.version,
+                name: self.m.name.clone(),
+                sqlstate: db.code().code().to_string(),
+                message: one_line(&format!(
+                    "{} (statement {} of {}, attempt {})",
+                    db.message(),
+                    index + 1,
+                    self.statements.len(),
+                    self.attempts
+                )),
+            },
+            None => self.connection_lost(index, err),
+        }
     }
 }
