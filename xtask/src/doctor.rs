@@ -52,6 +52,8 @@ pub enum Piece {
     Ziglang,
     Moto,
     Squawk,
+    Pglast,
+    CfnLint,
     Rie,
     DockerEngine,
     PostgresImage,
@@ -86,6 +88,8 @@ pub const COMMANDS: &[Needs] = &[
             Ziglang,
             Moto,
             Squawk,
+            Pglast,
+            CfnLint,
             Rie,
             DockerEngine,
             PostgresImage,
@@ -188,6 +192,8 @@ impl Piece {
             Ziglang => "ziglang (zig)".into(),
             Moto => "moto_server".into(),
             Squawk => "squawk".into(),
+            Pglast => "pglast (libpg_query)".into(),
+            CfnLint => "cfn-lint".into(),
             Rie => "aws-lambda-rie".into(),
             DockerEngine => "Docker engine".into(),
             PostgresImage => format!("image {DEFAULT_IMAGE}"),
@@ -210,6 +216,8 @@ impl Piece {
             Ziglang => Install::Pip("ziglang"),
             Moto => Install::Pip("moto[server]"),
             Squawk => Install::Pip("squawk-cli"),
+            Pglast => Install::Pip("pglast"),
+            CfnLint => Install::Pip("cfn-lint"),
             Rie => Install::Fetch(
                 "aws-lambda-rie-* from the pinned aws-sam-cli wheel on PyPI into .venv/rie/ (`cargo xtask test-local --runtime rie` does it too)",
             ),
@@ -247,6 +255,11 @@ impl Piece {
             },
             Moto => venv_or_path("moto_server"),
             Squawk => venv_or_path("squawk"),
+            Pglast => match venv_package(&root, "pglast") {
+                Some(dir) => Status::ok(rel(&dir)),
+                None => Status::missing("no pglast package in .venv"),
+            },
+            CfnLint => venv_or_path("cfn-lint"),
             Rie => {
                 let bin = rie_path(&root);
                 Status::found(bin.is_file(), &rel(&bin), "not in .venv/rie/")
@@ -735,11 +748,16 @@ fn venv_or_path(name: &str) -> Status {
 
 /// `.venv/lib/python3.*/site-packages/ziglang` holding the zig binary.
 fn ziglang_dir(root: &Path) -> Option<PathBuf> {
+    venv_package(root, "ziglang").filter(|d| d.join("zig").is_file())
+}
+
+/// `.venv/lib/python3.*/site-packages/<package>` when installed.
+fn venv_package(root: &Path, package: &str) -> Option<PathBuf> {
     std::fs::read_dir(root.join(".venv/lib"))
         .ok()?
         .flatten()
-        .map(|e| e.path().join("site-packages/ziglang"))
-        .find(|d| d.join("zig").is_file())
+        .map(|e| e.path().join("site-packages").join(package))
+        .find(|d| d.is_dir())
 }
 
 /// `.venv/rie/aws-lambda-rie-<arch>` for this machine's architecture.
