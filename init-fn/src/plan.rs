@@ -401,8 +401,10 @@ pub fn classify(statement: &str) -> Effect {
                 let table = target.rsplit_once('.').map_or("", |(t, _)| t);
                 e.add(ShareUpdateExclusive, On::Table(name(table)));
             }
-            "constraint" | "trigger" | "policy" | "rule" => {
-                e.add_opt(ShareUpdateExclusive, after(&w, &["on"]))
+            // The object is locked, its table only opened for reading (`… ON t`, the second ON).
+            "constraint" | "trigger" => {
+                let table = w.iter().rposition(|x| *x == "on").filter(|p| *p > 1);
+                e.add_opt(AccessShare, table.and_then(|p| after(&w[p..], &["on"])))
             }
             "function" | "procedure" | "type" | "domain" | "schema" | "extension" | "index"
             | "sequence" => {}

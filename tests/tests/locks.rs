@@ -17,6 +17,14 @@ use xtask::local::postgres::{PgChoice, PgServer};
 const FIXTURE: &str = "
 CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
 CREATE FUNCTION unused() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;
+CREATE PROCEDURE noop() LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE TYPE document_kind AS ENUM ('invoice', 'receipt');
+CREATE DOMAIN positive AS integer CHECK (VALUE > 0);
+CREATE SEQUENCE batch_seq;
+CREATE SCHEMA archive;
+CREATE TABLE notes (id integer, body text);
+CREATE POLICY readers ON notes USING (true);
+CREATE RULE notes_keep AS ON DELETE TO notes DO INSTEAD NOTHING;
 CREATE TRIGGER documents_touch BEFORE UPDATE ON documents FOR EACH ROW EXECUTE FUNCTION touch();
 ALTER TABLE processing_logs ADD CONSTRAINT logs_status_known CHECK (status <> '') NOT VALID;
 CREATE TABLE reviews (id serial PRIMARY KEY, document_id integer, note text);
@@ -79,6 +87,11 @@ const IN_TRANSACTION: &[&str] = &[
     "ALTER TABLE events DETACH PARTITION events_2025",
     "ALTER TABLE documents ADD COLUMN pages integer, ALTER COLUMN status SET STATISTICS 100",
     "ALTER TABLE IF EXISTS ONLY public.documents ALTER COLUMN status SET DEFAULT 'queued'",
+    "ALTER TABLE events_2026 ALTER COLUMN id SET NOT NULL, ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY",
+    "ALTER TABLE events_2026 SET LOGGED",
+    "ALTER TABLE events_2026 SET SCHEMA archive",
+    "ALTER TABLE documents FORCE ROW LEVEL SECURITY",
+    "ALTER TABLE notes DISABLE RULE notes_keep",
     // CREATE
     "CREATE INDEX idx_documents_file_name ON documents (file_name)",
     "CREATE UNIQUE INDEX IF NOT EXISTS idx_documents_key_id ON public.documents (s3_key, id)",
@@ -93,6 +106,7 @@ const IN_TRANSACTION: &[&str] = &[
     "CREATE POLICY own_rows ON documents USING (true)",
     "CREATE RULE logs_keep AS ON DELETE TO processing_logs DO INSTEAD NOTHING",
     "CREATE FUNCTION bump(i integer) RETURNS integer LANGUAGE plpgsql AS $$ BEGIN RETURN i + 1; END $$",
+    "CREATE OR REPLACE PROCEDURE noop() LANGUAGE plpgsql AS $$ BEGIN NULL; END $$",
     "CREATE TYPE document_state AS ENUM ('new', 'done')",
     "CREATE DOMAIN score AS double precision CHECK (VALUE >= 0)",
     "CREATE SEQUENCE ticket_seq",
@@ -107,6 +121,13 @@ const IN_TRANSACTION: &[&str] = &[
     "DROP VIEW pending_documents",
     "DROP MATERIALIZED VIEW document_counts",
     "DROP FUNCTION unused()",
+    "DROP PROCEDURE noop()",
+    "DROP TYPE document_kind",
+    "DROP DOMAIN positive",
+    "DROP SEQUENCE batch_seq",
+    "DROP SCHEMA archive",
+    "DROP POLICY readers ON notes",
+    "DROP RULE notes_keep ON notes",
     // COMMENT, GRANT
     "COMMENT ON TABLE documents IS 'uploaded files'",
     "COMMENT ON COLUMN documents.status IS 'pipeline state'",
@@ -117,6 +138,12 @@ const IN_TRANSACTION: &[&str] = &[
     "COMMENT ON VIEW pending_documents IS 'queue'",
     "COMMENT ON MATERIALIZED VIEW document_counts IS 'per state'",
     "COMMENT ON FUNCTION touch() IS 'trigger'",
+    "COMMENT ON PROCEDURE noop() IS 'nothing'",
+    "COMMENT ON TYPE document_kind IS 'kinds'",
+    "COMMENT ON DOMAIN positive IS 'over zero'",
+    "COMMENT ON SCHEMA archive IS 'old rows'",
+    "COMMENT ON SEQUENCE documents_id_seq IS 'ids'",
+    "COMMENT ON EXTENSION plpgsql IS 'PL/pgSQL'",
     "GRANT SELECT ON documents TO PUBLIC",
     "GRANT SELECT, INSERT ON TABLE documents, processing_logs TO PUBLIC",
     "REVOKE ALL ON documents FROM PUBLIC",
@@ -144,6 +171,9 @@ const IN_TRANSACTION: &[&str] = &[
     "DELETE FROM documents WHERE id = 2",
     "DELETE FROM processing_logs WHERE agent_name = 'nobody'",
     "SET search_path = public",
+    "RESET search_path",
+    "NOTIFY documents_changed",
+    "LISTEN documents_changed",
 ];
 
 /// Statements that cannot run in a transaction block: (statement, table a holder locks, its mode).
@@ -176,10 +206,12 @@ const BESIDE_A_HOLDER: &[(&str, &str, &str)] = &[
         "documents",
         "SHARE UPDATE EXCLUSIVE",
     ),
+    // Its wait for other transactions comes between two transactions that hold nothing: make it
+    // wait for the partition's lock instead, with the parent's already taken.
     (
         "ALTER TABLE events DETACH PARTITION events_2025 CONCURRENTLY",
-        "events",
-        "ROW EXCLUSIVE",
+        "events_2025",
+        "SHARE UPDATE EXCLUSIVE",
     ),
 ];
 
