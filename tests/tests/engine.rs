@@ -409,7 +409,7 @@ async fn objects_come_from_the_catalog_and_the_servers_notices() -> anyhow::Resu
     assert!(has("sequence", "reviews_id_seq", "created"), "{report:#}");
     assert!(has("function", "touch()", "created"), "{report:#}");
     assert!(
-        has("procedure", "forget(days integer)", "created"),
+        has("procedure", "forget(IN days integer)", "created"),
         "{report:#}"
     );
     assert!(has("enum", "review_state", "created"), "{report:#}");
