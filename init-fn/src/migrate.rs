@@ -53,9 +53,12 @@ pub async fn run(
         )
         .await;
     }
-    let (migrations, objects, mut notes) = result?;
+    let (migrations, objects, mut notes, last_reading) = result?;
 
-    let catalog = Catalog::read(client, ledger::LEDGER_TABLE).await?;
+    let catalog = match last_reading {
+        Some(catalog) => catalog,
+        None => Catalog::read(client, ledger::LEDGER_TABLE).await?,
+    };
     let (tables, indexes) = inventory(client, &catalog, options.exact_counts).await?;
     let plan = if action == Action::Plan {
         crate::pending::plan(client, &sorted, &migrations).await?
@@ -82,7 +85,13 @@ pub async fn run(
     })
 }
 
-type Outcomes = (Vec<MigrationReport>, Vec<ObjectReport>, Vec<String>);
+/// Migrations, objects, notes, and the catalog as the last migration left it.
+type Outcomes = (
+    Vec<MigrationReport>,
+    Vec<ObjectReport>,
+    Vec<String>,
+    Option<Catalog>,
+);
 
 async fn run_locked(
     client: &mut Client,
@@ -157,7 +166,7 @@ async fn run_locked(
 
     let mut notes = ledger::unknown_versions(migrations, &applied);
     notes.extend(duplicate_indexes(client).await?);
-    Ok((reports, objects, notes))
+    Ok((reports, objects, notes, before))
 }
 
 /// What migration `version` did: the objects the server said it found in place (in notice order),
