@@ -116,7 +116,7 @@ impl Catalog {
         for x in &self.extensions {
             all.push(((x.oid, 0), id(Kind::Extension, &x.name, None)));
         }
-        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.sort_by_key(|a| a.0);
         all.into_iter().map(|(_, o)| o).collect()
     }
 

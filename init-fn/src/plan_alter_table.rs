@@ -37,13 +37,13 @@ pub(super) fn alter_table(table: &str, rest: &[&str]) -> Option<Effect> {
                 },
             );
             ShareUpdateExclusive
-        } else if first == "alter"
-            && (has(&["set", "statistics"]) || has(&["set", "("]) || has(&["reset", "("]))
+        } else if (first == "alter"
+            && (has(&["set", "statistics"]) || has(&["set", "("]) || has(&["reset", "("])))
+            || (matches!(first, "set" | "reset") && a.get(1) == Some(&"("))
+            || has(&["cluster", "on"])
+            || has(&["set", "without", "cluster"])
         {
-            ShareUpdateExclusive
-        } else if matches!(first, "set" | "reset") && a.get(1) == Some(&"(") {
-            ShareUpdateExclusive
-        } else if has(&["cluster", "on"]) || has(&["set", "without", "cluster"]) {
+            // Column statistics and options, storage parameters, the clustering index.
             ShareUpdateExclusive
         } else if first == "add" && has(&["foreign", "key"]) {
             for r in references(a) {
