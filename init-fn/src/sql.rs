@@ -106,19 +106,15 @@ struct AtomicBody {
     leading: [u8; 4],
     words: usize,
     depth: usize,
-    /// Line of the `BEGIN` that opened the outermost body.
-    line: usize,
+    /// Where the `BEGIN` that opened the outermost body is.
+    begin_at: usize,
 }
 
 impl AtomicBody {
-    fn word(&mut self, word: &str, paren_depth: usize, line: usize) {
+    fn word(&mut self, word: &str, paren_depth: usize, at: usize) {
         let w = word.to_ascii_lowercase();
-        if self.words < self.leading.len()
-            && matches!(
-                w.as_str(),
-                "create" | "or" | "replace" | "function" | "procedure"
-            )
-        {
+        let leading = ["create", "or", "replace", "function", "procedure"];
+        if self.words < self.leading.len() && leading.contains(&w.as_str()) {
             self.leading[self.words] = w.as_bytes()[0];
         }
         self.words += 1;
@@ -128,7 +124,7 @@ impl AtomicBody {
         match w.as_str() {
             "begin" => {
                 if self.depth == 0 {
-                    self.line = line;
+                    self.begin_at = at;
                 }
                 self.depth += 1;
             }
@@ -154,7 +150,7 @@ struct Splitter<'a> {
     state: State,
     /// Byte offsets of every `\n`, for line numbers.
     newlines: Vec<usize>,
-    /// Where the open string, identifier, body or comment started.
+    /// Where the open string, quoted identifier, body or comment started.
     opened_at: usize,
     paren_depth: usize,
     /// Where the outermost open `(` is.
@@ -284,9 +280,8 @@ impl<'a> Splitter<'a> {
             .iter()
             .take_while(|&&c| is_ident_cont(c))
             .count();
-        let line = self.line_at(start);
-        self.atomic
-            .word(&self.sql[start..start + len], self.paren_depth, line);
+        let word = &self.sql[start..start + len];
+        self.atomic.word(word, self.paren_depth, start);
         self.token(len);
     }
 
@@ -297,7 +292,10 @@ impl<'a> Splitter<'a> {
         let mut len = prefix + rest.iter().take_while(|c| c.is_ascii_digit()).count();
         let junk = self.at(self.pos + len);
         if is_ident_start(junk) {
-            len += utf8_len(junk);
+            len += self.sql[self.pos + len..]
+                .chars()
+                .next()
+                .map_or(1, char::len_utf8);
         }
         self.token(len);
     }
@@ -445,33 +443,20 @@ impl<'a> Splitter<'a> {
     }
 
     fn finish(mut self) -> Result<Vec<Statement>, SplitError> {
-        let what = match self.state {
+        let unclosed = match &self.state {
+            State::QuotedString => Some((self.opened_at, Unclosed::QuotedString)),
+            State::EscapeString => Some((self.opened_at, Unclosed::EscapeString)),
+            State::QuotedIdentifier => Some((self.opened_at, Unclosed::QuotedIdentifier)),
+            State::DollarBody { tag } => Some((self.opened_at, Unclosed::DollarBody(tag.clone()))),
+            State::BlockComment { .. } => Some((self.opened_at, Unclosed::BlockComment)),
+            _ if self.paren_depth > 0 => Some((self.paren_at, Unclosed::Parenthesis)),
+            _ if self.atomic.depth > 0 => Some((self.atomic.begin_at, Unclosed::AtomicBody)),
+            // A `--` comment ends with the file; it comes after the statement's last token.
             State::Base | State::LineComment => None,
-            State::QuotedString => Some(Unclosed::QuotedString),
-            State::EscapeString => Some(Unclosed::EscapeString),
-            State::QuotedIdentifier => Some(Unclosed::QuotedIdentifier),
-            State::DollarBody { ref tag } => Some(Unclosed::DollarBody(tag.clone())),
-            State::BlockComment { .. } => Some(Unclosed::BlockComment),
         };
-        if self.state == State::LineComment {
-            self.line_comment();
-        }
-        let error = match what {
-            Some(what) => Some((self.opened_at, what)),
-            None if self.paren_depth > 0 => Some((self.paren_at, Unclosed::Parenthesis)),
-            None if self.atomic.depth > 0 => {
-                return Err(SplitError {
-                    line: self.atomic.line,
-                    what: Unclosed::AtomicBody,
-                });
-            }
-            None => None,
-        };
-        if let Some((at, what)) = error {
-            return Err(SplitError {
-                line: self.line_at(at),
-                what,
-            });
+        if let Some((at, what)) = unclosed {
+            let line = self.line_at(at);
+            return Err(SplitError { line, what });
         }
         self.end_statement();
         Ok(self.statements)
@@ -497,16 +482,6 @@ fn is_tag_cont(c: u8) -> bool {
 
 fn is_ident_cont(c: u8) -> bool {
     is_tag_cont(c) || c == b'$'
-}
-
-/// Bytes of the UTF-8 character whose first byte is `c` (1 for a stray continuation byte).
-fn utf8_len(c: u8) -> usize {
-    match c {
-        0xf0..=0xff => 4,
-        0xe0..=0xef => 3,
-        0xc0..=0xdf => 2,
-        _ => 1,
-    }
 }
 
 // An explicit path resolves the same when `build.rs` and `cargo xtask lint` include this file by path.
