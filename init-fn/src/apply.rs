@@ -13,6 +13,7 @@ use crate::{
     db,
     error::{InitError, one_line},
     migrate::{LEDGER, Migration, Options, split_statements},
+    sql::SplitError,
 };
 
 /// Attempts of one migration (the first included) when a lock wait, serialization failure or
@@ -39,7 +40,7 @@ pub async fn migration(
     m: &Migration,
     options: &Options,
 ) -> Result<u64, InitError> {
-    let statements = split_statements(&m.sql);
+    let statements = split_statements(&m.sql).map_err(|err| unsplittable(m, &err))?;
     let mut run = Progress {
         m,
         statements: &statements,
@@ -95,6 +96,20 @@ pub async fn migration(
             "migration rolled back; retrying"
         );
         tokio::time::sleep(backoff).await;
+    }
+}
+
+/// `MigrationFailed` for a file psql could not split either, before any of it runs. SQLSTATE 42601
+/// (syntax_error) is what the server answers for an unterminated string, comment or body.
+pub fn unsplittable(m: &Migration, err: &SplitError) -> InitError {
+    InitError::MigrationFailed {
+        version: m.version,
+        name: m.name.clone(),
+        sqlstate: "42601".to_string(),
+        message: format!(
+            "{:04}_{}.sql: {err}; nothing of it was run",
+            m.version, m.name
+        ),
     }
 }
 
