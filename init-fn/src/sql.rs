@@ -135,11 +135,10 @@ impl AtomicBody {
     }
 
     fn creates_routine(&self) -> bool {
-        match self.leading {
-            [b'c', b'f' | b'p', ..] => true,
-            [b'c', b'o', b'r', b'f' | b'p'] => true,
-            _ => false,
-        }
+        matches!(
+            self.leading,
+            [b'c', b'f' | b'p', ..] | [b'c', b'o', b'r', b'f' | b'p']
+        )
     }
 }
 
