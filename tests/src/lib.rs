@@ -3,4 +3,6 @@
 pub mod fault_proxy;
 pub mod harness;
 pub mod moto;
+pub mod pglast;
 pub mod seed;
+pub mod sql_gen;
