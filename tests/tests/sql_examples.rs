@@ -1,9 +1,12 @@
 //! The five statements the old splitter got wrong (issue 14), applied through the function's engine
 //! in a transactional and a no-transaction migration on real PostgreSQL: the schema afterwards is the
-//! one `psql -1 -f` makes of the same files on another database. And an unterminated body is
-//! `MigrationFailed` naming the file and line, with nothing applied.
+//! one `psql -1 -f` makes of the same files on another database. The same for the realistic corpus
+//! of `sql_split.rs`. And an unterminated body is `MigrationFailed` naming the file and line, with
+//! nothing applied.
 
-use std::process::Command;
+use std::{path::Path, process::Command};
+
+use init_fn::migrate::Migration;
 
 use serde_json::json;
 use tests::harness::{self, DB, Harness, states, with_extra};
@@ -29,11 +32,13 @@ CREATE RULE notes_too_notify AS ON INSERT TO notes_too DO ALSO (NOTIFY a; NOTIFY
 CREATE INDEX ON processing_logs (action);
 ";
 
-/// `psql -X -1 -v ON_ERROR_STOP=1 -f file` against `db` (the local PostgreSQL binaries' psql).
-fn psql_file(h: &Harness, db: &str, file: &std::path::Path) -> anyhow::Result<()> {
+/// `psql -X -1 -v ON_ERROR_STOP=1 -f file` against `db` (the local PostgreSQL binaries' psql);
+/// without `-1` when `single` is false.
+fn psql_file(h: &Harness, db: &str, file: &Path, single: bool) -> anyhow::Result<()> {
     let psql = xtask::local::postgres::local_bin_dir()?.join("psql");
     let out = Command::new(&psql)
-        .args(["-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args(single.then_some("-1"))
         .arg("-p")
         .arg(h.pg.port().to_string())
         .arg("-U")
@@ -95,18 +100,65 @@ async fn the_five_examples_apply_as_psql_applies_them() -> anyhow::Result<()> {
         assert!(relations.contains(&index.to_string()), "{relations:?}");
     }
 
-    // The same files through psql on another database of the same server.
+    let ours = same_as_psql(&h, &migrations, true).await?;
+    assert!(ours.contains("BEGIN ATOMIC"), "{ours}");
+    Ok(())
+}
+
+/// The same files through psql on another database of the same server give the same
+/// `pg_dump --schema-only` as the engine gave `documents_db`; `-1` for every file when `single`, else
+/// for the transactional ones (psql cannot run `CREATE INDEX CONCURRENTLY` inside one).
+async fn same_as_psql(
+    h: &Harness,
+    migrations: &[Migration],
+    single: bool,
+) -> anyhow::Result<String> {
     h.pg.create_database("psql_db").await?;
     let dir = tempfile::tempdir()?;
-    for m in &migrations {
+    for m in migrations {
         let file = dir.path().join(format!("{:04}_{}.sql", m.version, m.name));
         std::fs::write(&file, &m.sql)?;
-        psql_file(&h, "psql_db", &file)?;
+        psql_file(h, "psql_db", &file, single || m.transactional)?;
     }
     let ours = h.pg.dump_schema(DB).await?;
     let psqls = h.pg.dump_schema("psql_db").await?;
-    assert!(ours.contains("BEGIN ATOMIC"), "{ours}");
     assert_eq!(ours, psqls, "the engine's schema differs from psql's");
+    Ok(ours)
+}
+
+#[tokio::test]
+async fn the_realistic_corpus_applies_as_psql_applies_it() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    let mut corpus = Vec::new();
+    for entry in std::fs::read_dir(harness::root().join("tests/fixtures/sql_corpus"))? {
+        let path = entry?.path();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let (version, name) = stem.split_once('_').unwrap();
+        corpus.push((
+            version.parse::<u32>()?,
+            name.to_string(),
+            std::fs::read_to_string(&path)?,
+        ));
+    }
+    corpus.sort();
+    let extra: Vec<(u32, &str, &str)> = corpus
+        .iter()
+        .map(|(v, n, s)| (*v, n.as_str(), s.as_str()))
+        .collect();
+    let migrations = with_extra(&extra);
+    let report = harness::invoke(&h.state(&[], migrations.clone()), json!({})).await?;
+    assert_eq!(report["status"], "ok", "{report:#}");
+    assert!(states(&report).iter().all(|s| s == "applied"), "{report:#}");
+    assert_eq!(states(&report).len(), 1 + corpus.len());
+    let ours = same_as_psql(&h, &migrations, false).await?;
+    for object in [
+        "search_documents",
+        "documents_audit_insert",
+        "daily_uploads",
+        "documents_file_name_idx",
+    ] {
+        assert!(ours.contains(object), "{object} missing from\n{ours}");
+    }
     Ok(())
 }
 
