@@ -12,8 +12,7 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 use crate::{
     db,
     error::{InitError, one_line},
-    migrate::{LEDGER, Migration, Options, split_statements},
-    sql::SplitError,
+    migrate::{LEDGER, Migration, Options, split_statements, unsplittable},
 };
 
 /// Attempts of one migration (the first included) when a lock wait, serialization failure or
@@ -96,20 +95,6 @@ pub async fn migration(
             "migration rolled back; retrying"
         );
         tokio::time::sleep(backoff).await;
-    }
-}
-
-/// `MigrationFailed` for a file psql could not split either, before any of it runs. SQLSTATE 42601
-/// (syntax_error) is what the server answers for an unterminated string, comment or body.
-pub fn unsplittable(m: &Migration, err: &SplitError) -> InitError {
-    InitError::MigrationFailed {
-        version: m.version,
-        name: m.name.clone(),
-        sqlstate: "42601".to_string(),
-        message: format!(
-            "{:04}_{}.sql: {err}; nothing of it was run",
-            m.version, m.name
-        ),
     }
 }
 

@@ -541,6 +541,20 @@ pub fn split_statements(sql: &str) -> Result<Vec<String>, crate::sql::SplitError
         .collect())
 }
 
+/// `MigrationFailed` for a file psql could not split either, before any of it runs. SQLSTATE 42601
+/// (syntax_error) is what the server answers for an unterminated string, comment or body.
+pub fn unsplittable(m: &Migration, err: &crate::sql::SplitError) -> InitError {
+    InitError::MigrationFailed {
+        version: m.version,
+        name: m.name.clone(),
+        sqlstate: "42601".to_string(),
+        message: format!(
+            "{:04}_{}.sql: {err}; nothing of it was run",
+            m.version, m.name
+        ),
+    }
+}
+
 /// Tables and indexes a migration creates, read from its `CREATE` statements.
 pub fn declared_objects(sql: &str) -> Vec<Object> {
     let mut objects = Vec::new();

@@ -56,7 +56,8 @@ pub async fn plan(
             continue;
         }
         let mut statements = Vec::new();
-        let split = crate::sql::split(&m.sql).map_err(|err| crate::apply::unsplittable(m, &err))?;
+        let split =
+            crate::sql::split(&m.sql).map_err(|err| crate::migrate::unsplittable(m, &err))?;
         for statement in split {
             let mut locks = Vec::new();
             for lock in plan::classify(&statement.text).locks {
