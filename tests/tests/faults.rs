@@ -517,9 +517,10 @@ fn retry_classes_match_the_readme() {
     ] {
         assert!(!fix_first.retryable(), "{}", fix_first.error_type());
     }
-    // This checkout's README (not `xtask::project_root`, which is baked in when xtask compiles).
+    // This checkout's function README (not `xtask::project_root`, baked in when xtask compiles).
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../init-fn/README.md"))
+            .unwrap();
     for (name, answer) in [
         ("Connect", "yes"),
         ("LockTimeout", "yes"),
@@ -531,7 +532,7 @@ fn retry_classes_match_the_readme() {
         let row = readme
             .lines()
             .find(|l| l.starts_with(&format!("| `{name}` |")))
-            .unwrap_or_else(|| panic!("README error table has no row for {name}"));
+            .unwrap_or_else(|| panic!("init-fn/README.md error table has no row for {name}"));
         assert!(row.contains(&format!("| {answer} |")), "{row}");
     }
 }
