@@ -90,7 +90,7 @@ impl Gen {
         match self.rng.below(10) {
             0..=3 => " ".to_string(),
             4 => "\n".to_string(),
-            5 => "\t \n  ".to_string(),
+            5 => self.rng.pick(&["\t \n  ", "\r\n", " --\r\n"]).to_string(),
             6 | 7 => format!(" /*{}*/ ", self.block_comment_body(2)),
             _ => format!(" --{}\n", self.content(&["\n"])),
         }
