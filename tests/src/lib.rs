@@ -2,5 +2,6 @@
 
 pub mod fault_proxy;
 pub mod harness;
+pub mod iam;
 pub mod moto;
 pub mod seed;
