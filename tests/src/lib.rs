@@ -2,6 +2,7 @@
 
 pub mod fault_proxy;
 pub mod harness;
+pub mod iam;
 pub mod moto;
 pub mod pglast;
 pub mod seed;
