@@ -13,7 +13,7 @@ use crate::{
     db,
     error::{InitError, one_line},
     ledger::record,
-    migration::{Migration, Options, split_statements},
+    migration::{Migration, Options, split_statements, unsplittable},
 };
 
 /// Attempts of one migration (the first included) when a lock wait, serialization failure or
@@ -40,7 +40,7 @@ pub async fn migration(
     m: &Migration,
     options: &Options,
 ) -> Result<u64, InitError> {
-    let statements = split_statements(&m.sql);
+    let statements = split_statements(&m.sql).map_err(|err| unsplittable(m, &err))?;
     let mut run = Progress {
         m,
         statements: &statements,

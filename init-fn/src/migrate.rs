@@ -20,7 +20,9 @@ use crate::{
 
 pub use crate::{
     ledger::LEDGER,
-    migration::{Migration, NO_TRANSACTION_MARKER, Options, embedded, split_statements},
+    migration::{
+        Migration, NO_TRANSACTION_MARKER, Options, embedded, split_statements, unsplittable,
+    },
 };
 
 /// The advisory lock key every init-fn run takes: the bytes of "init-fn" as a bigint.

@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 
 use crate::{
     error::{InitError, one_line},
-    migration::Migration,
+    migration::{Migration, unsplittable},
     plan::{self, Effect, Link, LockMode, On, RowChange},
     report::{MigrationReport, MigrationState, PlannedLock, PlannedMigration, PlannedStatement},
 };
@@ -30,7 +30,8 @@ pub async fn plan(
             continue;
         }
         let mut statements = Vec::new();
-        for statement in plan::split(&m.sql) {
+        let split = crate::sql::split(&m.sql).map_err(|err| unsplittable(m, &err))?;
+        for statement in split {
             let effect = plan::classify(&statement.text);
             let mut locks = Vec::new();
             for (table, mode) in locked_tables(client, &effect).await? {
