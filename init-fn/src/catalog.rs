@@ -1,7 +1,7 @@
 //! The objects of schema `public` as PostgreSQL itself describes them: plain structs read from
 //! `pg_catalog` by the named queries in [`QUERIES`] (one per object kind, each returning the columns its
 //! struct needs), with the server's own renderings of types and definitions. The ledger and the
-//! members of extensions are left out. [`crate::objects`] turns a reading into object identities.
+//! members of extensions are left out. The `objects` module turns a reading into object identities.
 
 use tokio_postgres::{Client, Row, types::ToSql};
 
