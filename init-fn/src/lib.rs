@@ -2,16 +2,21 @@
 //! invocation: event → secret → TLS session → migration engine → report.
 
 pub mod apply;
+pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod deadline;
 pub mod error;
+pub mod ledger;
 pub mod migrate;
+pub mod migration;
+pub mod objects;
 pub mod pending;
 pub mod plan;
 pub mod report;
 pub mod rows;
 pub mod secret;
+pub mod sql;
 
 use std::{sync::OnceLock, time::SystemTime};
 
@@ -154,7 +159,7 @@ async fn invocation(
         connect_timeout: config.connect_timeout,
     };
     tracing::info!(host = %target.host, port = target.port, db = %target.dbname, sslmode = target.sslmode.as_str(), "connecting");
-    let mut client = db::connect(&target, ready.tls.clone()).await?;
+    let (mut client, notices) = db::connect(&target, ready.tls.clone()).await?;
     let canceller = cancel.get_or_init(|| db::Canceller::new(&client, ready.tls.clone()));
     let options = migrate::Options {
         lock_timeout: config.lock_timeout,
@@ -165,7 +170,7 @@ async fn invocation(
         applied_by: format!("init-fn {} request {request_id}", env!("CARGO_PKG_VERSION")),
         exact_counts: request.exact_counts,
     };
-    let report = migrate::run(&mut client, &state.migrations, action, &options).await?;
+    let report = migrate::run(&mut client, &notices, &state.migrations, action, &options).await?;
     tracing::info!(ms = report.duration_ms, "done");
     Ok(report)
 }
