@@ -93,11 +93,6 @@ pub fn parse_request(event: serde_json::Value) -> Result<Request, InitError> {
     Ok(request)
 }
 
-/// The action of an event (see [`parse_request`]).
-pub fn parse_event(event: serde_json::Value) -> Result<Action, InitError> {
-    Ok(parse_request(event)?.action.unwrap_or(Action::Apply))
-}
-
 /// One invocation; `deadline` is the Lambda context's (`None`: no limit).
 pub async fn handle(
     state: &State,
@@ -187,20 +182,12 @@ mod tests {
 
     #[test]
     fn events() {
-        assert_eq!(parse_event(json!({})).unwrap(), Action::Apply);
-        assert_eq!(parse_event(json!(null)).unwrap(), Action::Apply);
-        assert_eq!(
-            parse_event(json!({"action": "plan"})).unwrap(),
-            Action::Plan
-        );
-        assert_eq!(
-            parse_event(json!({"action": "status"})).unwrap(),
-            Action::Status
-        );
-        assert_eq!(
-            parse_event(json!({"action": "verify"})).unwrap(),
-            Action::Verify
-        );
+        let action = |event| parse_request(event).map(|r| r.action.unwrap_or(Action::Apply));
+        assert_eq!(action(json!({})).unwrap(), Action::Apply);
+        assert_eq!(action(json!(null)).unwrap(), Action::Apply);
+        assert_eq!(action(json!({"action": "plan"})).unwrap(), Action::Plan);
+        assert_eq!(action(json!({"action": "status"})).unwrap(), Action::Status);
+        assert_eq!(action(json!({"action": "verify"})).unwrap(), Action::Verify);
         assert!(
             parse_request(json!({"action": "verify", "exact_counts": true}))
                 .unwrap()
@@ -215,7 +202,7 @@ mod tests {
             json!("apply"),
             json!([1, 2]),
         ] {
-            let err = parse_event(bad.clone()).unwrap_err();
+            let err = parse_request(bad.clone()).unwrap_err();
             assert_eq!(err.error_type(), "InvalidEvent", "{bad}");
             assert!(!err.one_line().contains('\n'));
         }
