@@ -377,7 +377,7 @@ async fn corpus_matches_pg_locks(choice: PgChoice) -> anyhow::Result<()> {
                 show(&predicted),
                 show(&observed)
             )),
-            Err(e) => failures.push(format!("{e}")),
+            Err(e) => failures.push(e.to_string()),
         };
     for statement in IN_TRANSACTION {
         let p = predicted(&client, statement).await?;
