@@ -121,7 +121,7 @@ struct Tf {
 fn direct(event: Value) -> Result<Request, InitError> {
     let direct: Direct = serde_json::from_value(event).map_err(|e| {
         InitError::InvalidEvent(one_line(&format!(
-            "{e}; expected {{}} or {{\"action\": \"apply\"|\"plan\"|\"status\"|\"verify\"}}"
+            "{e}; expected {{}} or {{\"action\": \"apply\"|\"plan\"|\"status\"|\"verify\"}}, and from Terraform \"tf\": {{\"action\": \"create\"|\"update\"|\"delete\", \"prev_input\": …}}"
         )))
     })?;
     let action = direct.action.unwrap_or(Action::Apply);
