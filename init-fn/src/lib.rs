@@ -2,18 +2,23 @@
 //! invocation: event → secret → TLS session → migration engine → report (→ a custom resource's answer).
 
 pub mod apply;
+pub mod catalog;
 pub mod config;
 pub mod custom_resource;
 pub mod db;
 pub mod deadline;
 pub mod error;
 pub mod event;
+pub mod ledger;
 pub mod migrate;
+pub mod migration;
+pub mod objects;
 pub mod pending;
 pub mod plan;
 pub mod report;
 pub mod rows;
 pub mod secret;
+pub mod sql;
 
 use std::{sync::OnceLock, time::SystemTime};
 
@@ -210,7 +215,7 @@ async fn invocation(
         connect_timeout: config.connect_timeout,
     };
     tracing::info!(host = %target.host, port = target.port, db = %target.dbname, sslmode = target.sslmode.as_str(), "connecting");
-    let mut client = db::connect(&target, ready.tls.clone()).await?;
+    let (mut client, notices) = db::connect(&target, ready.tls.clone()).await?;
     let canceller = cancel.get_or_init(|| db::Canceller::new(&client, ready.tls.clone()));
     let options = migrate::Options {
         lock_timeout: config.lock_timeout,
@@ -221,7 +226,7 @@ async fn invocation(
         applied_by: format!("init-fn {} request {request_id}", env!("CARGO_PKG_VERSION")),
         exact_counts: request.exact_counts,
     };
-    let report = migrate::run(&mut client, &state.migrations, action, &options).await?;
+    let report = migrate::run(&mut client, &notices, &state.migrations, action, &options).await?;
     tracing::info!(ms = report.duration_ms, "done");
     Ok(report)
 }
