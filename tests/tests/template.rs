@@ -5,7 +5,8 @@
 use tests::moto::Moto;
 use tests::seed::{REGION, seed, settings};
 use xtask_aws::aws::{Clients, ec2};
-use xtask_aws::preflight::{check_s3_path, discover};
+use xtask_aws::preflight::discover;
+use xtask_aws::s3_preflight::check as check_s3_path;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_preflight_needs_a_gateway_endpoint_or_nat() -> anyhow::Result<()> {
