@@ -13,3 +13,4 @@ pub mod deploy;
 pub mod invoke;
 pub mod preflight;
 pub mod retry;
+pub mod s3_preflight;
