@@ -62,6 +62,7 @@ pub enum Piece {
     Qemu,
     Arm64Glibc,
     GnuTime,
+    OpenSsl,
     AwsCredentials,
     AwsRegion,
 }
@@ -97,12 +98,13 @@ pub const COMMANDS: &[Needs] = &[
             Psql,
             Qemu,
             Arm64Glibc,
+            OpenSsl,
         ],
         postgres: false,
     },
     Needs {
         command: "test-local",
-        pieces: &[],
+        pieces: &[OpenSsl],
         postgres: true,
     },
     Needs {
@@ -133,12 +135,12 @@ pub const COMMANDS: &[Needs] = &[
     },
     Needs {
         command: "serve",
-        pieces: &[],
+        pieces: &[OpenSsl],
         postgres: true,
     },
     Needs {
         command: "bench",
-        pieces: &[Psql, GnuTime],
+        pieces: &[Psql, GnuTime, OpenSsl],
         postgres: true,
     },
     Needs {
@@ -148,7 +150,7 @@ pub const COMMANDS: &[Needs] = &[
     },
     Needs {
         command: "test-local --runtime rie",
-        pieces: &[Rie],
+        pieces: &[Rie, OpenSsl],
         postgres: true,
     },
     Needs {
@@ -202,6 +204,7 @@ impl Piece {
             Qemu => "qemu-aarch64-static".into(),
             Arm64Glibc => "arm64 glibc".into(),
             GnuTime => "/usr/bin/time".into(),
+            OpenSsl => "libssl-dev + pkg-config".into(),
             AwsCredentials => "AWS credentials".into(),
             AwsRegion => "AWS region".into(),
         }
@@ -228,6 +231,8 @@ impl Piece {
             Qemu => Install::Apt(&["qemu-user-static"]),
             Arm64Glibc => Install::Apt(&["libc6-arm64-cross", "libgcc-s1-arm64-cross"]),
             GnuTime => Install::Apt(&["time"]),
+            // Host builds link the system libssl; only the Lambda builds compile OpenSSL (build.rs).
+            OpenSsl => Install::Apt(&["libssl-dev", "pkg-config"]),
             AwsCredentials => Install::Manual(
                 "aws configure (or export AWS_PROFILE=<profile>); tests never need it (moto on 127.0.0.1)",
             ),
@@ -309,6 +314,10 @@ impl Piece {
                 )
             }
             GnuTime => Status::found(Path::new("/usr/bin/time").is_file(), "present", "absent"),
+            OpenSsl => match tool_version("pkg-config", &["--modversion", "openssl"]) {
+                found if found.ok => Status::ok(format!("openssl {}", found.detail)),
+                _ => Status::missing("`pkg-config --modversion openssl` fails"),
+            },
             AwsCredentials => match aws_credential_source(&|k| std::env::var_os(k)) {
                 Some(source) => Status::ok(format!("{source} (values not shown)")),
                 None => Status::missing("none (env, ~/.aws)"),
@@ -649,7 +658,7 @@ pub fn pip_install(sh: &Shell, root: &Path, requirements: &[&str]) -> anyhow::Re
     }
     cmd!(
         sh,
-        "{pip} install --quiet --disable-pip-version-check {requirements...}"
+        "{pip} install --disable-pip-version-check {requirements...}"
     )
     .run()?;
     Ok(())
@@ -660,7 +669,8 @@ fn apt_install(sh: &Shell, packages: &[&str]) -> anyhow::Result<()> {
     // Other installs may hold the dpkg lock for a while: wait rather than fail.
     let lock = "DPkg::Lock::Timeout=600";
     cmd!(sh, "apt-get -o {lock} update -qq").run()?;
-    cmd!(sh, "apt-get -o {lock} install -y -qq {packages...}").run()?;
+    // `-q`, not `-qq`: one line per package unpacked, so a long install shows it is moving.
+    cmd!(sh, "apt-get -o {lock} install -y -q {packages...}").run()?;
     Ok(())
 }
 
@@ -861,6 +871,7 @@ mod tests {
                 (DockerEngine, Status::found(docker, "", "")),
                 (PostgresImage, Status::found(docker, "", "")),
                 (PostgresBinaries, Status::found(binaries, "", "")),
+                (OpenSsl, Status::found(true, "", "")),
             ],
         };
         let serve = COMMANDS.iter().find(|n| n.command == "serve").unwrap();
