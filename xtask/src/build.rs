@@ -15,7 +15,9 @@ pub const FIRST_BUILD_NOTE: &str = "first build of the bootstrap in this target 
 dependencies is a one-time cost (about 3 min on a 2-core machine); later builds take seconds";
 
 /// The Lambda builds link OpenSSL built from source (no libssl on the build machine for the
-/// target); host builds link the system's libssl (libssl-dev), which skips that C build.
+/// target); host builds link the system's libssl (libssl-dev), which skips that C build. Named as a
+/// dependency feature, not init-fn's `vendored-openssl`: init-fn's own feature set goes into its
+/// crate hash, and the shipped bytes stay what they were when vendoring was always on.
 pub const VENDORED_OPENSSL: &str = "native-tls/vendored";
 
 /// Highest glibc symbol version `provided.al2023` offers (Amazon Linux 2023 ships glibc 2.34).
