@@ -43,6 +43,11 @@ pub struct Bench {
     /// Rows generated into `documents` for `--scale`
     #[arg(long, default_value_t = 3_000_000)]
     rows: i64,
+    /// A newcomer's first `cargo xtask test-local` at REV (default HEAD) in a temporary clone with an
+    /// empty CARGO_HOME and target dir: download, xtask compile, bootstrap compile and test phases,
+    /// then the warm and edit loops
+    #[arg(long, value_name = "REV", num_args = 0..=1, default_missing_value = "HEAD")]
+    first_run: Option<String>,
 }
 
 /// The four series of one benchmark run.
@@ -58,6 +63,9 @@ impl Bench {
         anyhow::ensure!(self.runs > 0, "bench: --runs must be at least 1");
         let choice: PgChoice = self.postgres.parse()?;
         let choice = choice.with_image(&self.image);
+        if let Some(rev) = &self.first_run {
+            return crate::bench_first_run::run(&self.postgres, rev);
+        }
         if self.scale {
             anyhow::ensure!(self.rows > 0, "bench: --rows must be at least 1");
             return scale::run(&choice, self.runs, self.rows);

@@ -4,7 +4,7 @@
 //! to do on every run (`verify` with `"exact_counts": true`) as the baseline.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -84,7 +84,20 @@ async fn measure(
     say(&format!(
         "data: generating {rows} rows in scale_big.documents"
     ));
-    fill_documents(server, "scale_big", rows).await?;
+    let fill = fill_documents(server, "scale_big", rows);
+    tokio::pin!(fill);
+    let (filling, mut tick) = (
+        Instant::now(),
+        tokio::time::interval(Duration::from_secs(10)),
+    );
+    tick.tick().await;
+    // A line every 10 s: millions of rows take a while, and a silent minute looks hung.
+    loop {
+        tokio::select! {
+            done = &mut fill => break done?,
+            _ = tick.tick() => say(&format!("data: still generating ({:.0} s)", filling.elapsed().as_secs_f64())),
+        }
+    }
     say("data: done (ANALYZE run); measuring");
 
     let mut r = ScaleResults {
@@ -94,7 +107,8 @@ async fn measure(
         many: Series::new("apply, empty documents, 100 migrations"),
     };
     let verify_exact = json!({"action": "verify", "exact_counts": true});
-    for _ in 0..runs {
+    for run in 0..runs {
+        say(&format!("run {}/{runs}", run + 1));
         for (series, bootstrap, db, event) in [
             (&mut r.empty, one, "scale_empty", json!({})),
             (&mut r.big, one, "scale_big", json!({})),
@@ -167,7 +181,7 @@ fn build_with_many_migrations() -> anyhow::Result<PathBuf> {
     let sh = Shell::new()?;
     sh.change_dir(crate::project_root());
     let cargo = crate::cargo();
-    crate::without_package_env(cmd!(sh, "{cargo} build --profile local --quiet -p init-fn"))
+    crate::without_package_env(cmd!(sh, "{cargo} build --profile local -p init-fn"))
         .env("INIT_FN_SQL_DIR", &dir)
         .run()
         .context("bench --scale: build the bootstrap with generated migrations")?;

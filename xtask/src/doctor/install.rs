@@ -158,7 +158,7 @@ pub fn pip_install(sh: &Shell, root: &Path, requirements: &[&str]) -> anyhow::Re
     }
     cmd!(
         sh,
-        "{pip} install --quiet --disable-pip-version-check {requirements...}"
+        "{pip} install --disable-pip-version-check {requirements...}"
     )
     .run()?;
     Ok(())
@@ -169,7 +169,8 @@ fn apt_install(sh: &Shell, packages: &[&str]) -> anyhow::Result<()> {
     // Other installs may hold the dpkg lock for a while: wait rather than fail.
     let lock = "DPkg::Lock::Timeout=600";
     cmd!(sh, "apt-get -o {lock} update -qq").run()?;
-    cmd!(sh, "apt-get -o {lock} install -y -qq {packages...}").run()?;
+    // `-q`, not `-qq`: one line per package unpacked, so a long install shows it is moving.
+    cmd!(sh, "apt-get -o {lock} install -y -q {packages...}").run()?;
     Ok(())
 }
 

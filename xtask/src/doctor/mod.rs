@@ -14,6 +14,7 @@ mod report;
 use anyhow::bail;
 use xshell::Shell;
 
+pub use install::fixes;
 pub use needs::{COMMANDS, Needs, test_needs};
 pub use piece::{Install, Piece};
 pub use report::Report;

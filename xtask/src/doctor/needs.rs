@@ -29,6 +29,8 @@ impl Needs {
 const ARM64_BUILD: &[Piece] = &[RustTarget(Arch::Arm64), Zigbuild, Ziglang];
 /// Running the arm64 bootstrap on this machine.
 const ARM64_RUN: &[Piece] = &[Qemu, Arm64Glibc];
+/// Building the host bootstrap (it links the system OpenSSL).
+const HOST_BUILD: &[Piece] = &[OpenSsl];
 /// Talking to AWS.
 const AWS: &[Piece] = &[AwsCredentials, AwsRegion];
 /// Where a PostgreSQL server may come from: Docker with the image, or the local binaries.
@@ -46,12 +48,13 @@ pub const COMMANDS: &[Needs] = &[
             POSTGRES_SERVER,
             &[Psql],
             ARM64_RUN,
+            HOST_BUILD,
         ],
         postgres: false,
     },
     Needs {
         command: "test-local",
-        groups: &[],
+        groups: &[HOST_BUILD],
         postgres: true,
     },
     Needs {
@@ -71,12 +74,12 @@ pub const COMMANDS: &[Needs] = &[
     },
     Needs {
         command: "serve",
-        groups: &[],
+        groups: &[HOST_BUILD],
         postgres: true,
     },
     Needs {
         command: "bench",
-        groups: &[&[Psql, GnuTime]],
+        groups: &[&[Psql, GnuTime], HOST_BUILD],
         postgres: true,
     },
     Needs {
@@ -86,12 +89,12 @@ pub const COMMANDS: &[Needs] = &[
     },
     Needs {
         command: "test-local --runtime rie",
-        groups: &[&[Rie]],
+        groups: &[&[Rie], HOST_BUILD],
         postgres: true,
     },
     Needs {
         command: "test-local --arch arm64",
-        groups: &[ARM64_BUILD, ARM64_RUN],
+        groups: &[ARM64_BUILD, ARM64_RUN, HOST_BUILD],
         postgres: true,
     },
 ];

@@ -139,6 +139,7 @@ mod tests {
                 (DockerEngine, Status::found(docker, "", "")),
                 (PostgresImage, Status::found(docker, "", "")),
                 (PostgresBinaries, Status::found(binaries, "", "")),
+                (OpenSsl, Status::found(true, "", "")),
             ],
         };
         let serve = COMMANDS.iter().find(|n| n.command == "serve").unwrap();

@@ -68,12 +68,20 @@ pub fn build_bootstrap(profile: Profile) -> anyhow::Result<PathBuf> {
     let cargo = crate::cargo();
     sh.change_dir(crate::project_root());
     let name = profile.name();
-    crate::without_package_env(cmd!(
-        sh,
-        "{cargo} build --profile {name} --quiet -p init-fn"
-    ))
-    .run()
-    .with_context(|| format!("test-local: build the bootstrap ({name} profile)"))?;
+    let openssl = crate::doctor::Piece::OpenSsl.check(&mut Default::default());
+    anyhow::ensure!(
+        openssl.ok,
+        "test-local: the host bootstrap links the system OpenSSL ({}): {}",
+        openssl.detail,
+        crate::doctor::fixes(&[crate::doctor::Piece::OpenSsl]).join("; ")
+    );
+    if !profile.bootstrap_path().exists() {
+        eprintln!("{}", crate::build::FIRST_BUILD_NOTE);
+    }
+    // Not --quiet: cargo's progress (or its Compiling lines off a tty) shows the build is alive.
+    crate::without_package_env(cmd!(sh, "{cargo} build --profile {name} -p init-fn"))
+        .run()
+        .with_context(|| format!("test-local: build the bootstrap ({name} profile)"))?;
     Ok(profile.bootstrap_path())
 }
 
