@@ -3,7 +3,6 @@
 
 pub mod aws_commands;
 pub mod bench;
-pub mod bench_first_run;
 pub mod build;
 pub mod doctor;
 pub mod error;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::json;
 
+mod first_run;
 mod scale;
 mod series;
 
@@ -64,7 +65,7 @@ impl Bench {
         let choice: PgChoice = self.postgres.parse()?;
         let choice = choice.with_image(&self.image);
         if let Some(rev) = &self.first_run {
-            return crate::bench_first_run::run(&self.postgres, rev);
+            return first_run::run(&self.postgres, rev);
         }
         if self.scale {
             anyhow::ensure!(self.rows > 0, "bench: --rows must be at least 1");
