@@ -4,6 +4,7 @@ pub mod fault_proxy;
 pub mod harness;
 pub mod iam;
 pub mod moto;
+pub mod network;
 pub mod pglast;
 pub mod seed;
 pub mod sql_gen;

@@ -4,6 +4,7 @@
 use serde_json::json;
 use tests::iam::read_role;
 use tests::moto::Moto;
+use tests::network::{nat_gateway, route_to_nat};
 use tests::seed::{add_secrets_manager_endpoint, allow_self, seed, settings};
 use xtask_aws::aws::{Clients, Settings, lambda};
 use xtask_aws::deploy::change::Change;
@@ -226,23 +227,7 @@ async fn preflight_security_groups_and_nat() -> anyhow::Result<()> {
     assert!(out.contains("[FAIL] function -> secrets manager"), "{out}");
 
     // A NAT gateway route from every function subnet is the other way to Secrets Manager.
-    let alloc = c
-        .ec2
-        .allocate_address()
-        .send()
-        .await?
-        .allocation_id
-        .unwrap();
-    let nat = c
-        .ec2
-        .create_nat_gateway()
-        .subnet_id(&seeded.subnets[0])
-        .allocation_id(alloc)
-        .send()
-        .await?
-        .nat_gateway
-        .and_then(|n| n.nat_gateway_id)
-        .unwrap();
+    let nat = nat_gateway(&c, &seeded.subnets[0]).await?;
     let table = c
         .ec2
         .create_route_table()
@@ -252,13 +237,7 @@ async fn preflight_security_groups_and_nat() -> anyhow::Result<()> {
         .route_table
         .and_then(|t| t.route_table_id)
         .unwrap();
-    c.ec2
-        .create_route()
-        .route_table_id(&table)
-        .destination_cidr_block("0.0.0.0/0")
-        .nat_gateway_id(&nat)
-        .send()
-        .await?;
+    route_to_nat(&c, &table, &nat).await?;
     // Only one subnet routed: still a failure naming the other.
     c.ec2
         .associate_route_table()

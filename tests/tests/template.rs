@@ -1,12 +1,22 @@
-//! The S3 preflight of `cargo xtask template` and `deploy --check-s3`, against moto's EC2: a function
-//! in private subnets can answer a CloudFormation custom resource (a PUT to a presigned S3 URL) only
-//! through an S3 gateway endpoint on its subnets' route tables, or NAT.
+//! `cargo xtask template` and the S3 preflight against moto on 127.0.0.1: the S3 path a custom
+//! resource's answer needs (gateway endpoint or NAT, also `deploy --check-s3`), cfn-lint on both
+//! generated templates, and a CloudFormation stack in moto whose role and function equal what
+//! `deploy` creates from the same settings on a second moto server.
 
+use std::process::Command;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tests::cloudformation::{create_stack, put_object, stack_resources};
+use tests::iam::read_role;
 use tests::moto::Moto;
-use tests::seed::{REGION, seed, settings};
-use xtask_aws::aws::{Clients, ec2};
+use tests::network::{main_route_table, nat_gateway, route_to_nat, s3_gateway_endpoint};
+use tests::seed::{REGION, Seeded, add_secrets_manager_endpoint, seed, settings};
+use xtask_aws::aws::{Clients, lambda};
+use xtask_aws::deploy::desired::VPC_ACCESS_POLICY;
 use xtask_aws::preflight::discover;
-use xtask_aws::s3_preflight::check as check_s3_path;
+use xtask_aws::s3_preflight::{check as check_s3_path, gate};
+use xtask_aws::template::{Format, template};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_preflight_needs_a_gateway_endpoint_or_nat() -> anyhow::Result<()> {
@@ -15,24 +25,7 @@ async fn s3_preflight_needs_a_gateway_endpoint_or_nat() -> anyhow::Result<()> {
     let seeded = seed(&c, true).await?;
     let s = settings();
     let n = discover(&c, &s).await?;
-    let tables = c
-        .ec2
-        .describe_route_tables()
-        .filters(
-            ec2::types::Filter::builder()
-                .name("vpc-id")
-                .values(&seeded.vpc)
-                .build(),
-        )
-        .send()
-        .await?;
-    let main = tables
-        .route_tables()
-        .iter()
-        .find(|t| t.associations().iter().any(|a| a.main() == Some(true)))
-        .and_then(|t| t.route_table_id())
-        .expect("moto gives a VPC its main route table")
-        .to_string();
+    let main = main_route_table(&c, &seeded.vpc).await?;
 
     // Neither: the check fails, naming the subnets and the endpoint that fixes it.
     let check = check_s3_path(&c, &s, &n).await?;
@@ -48,23 +41,22 @@ async fn s3_preflight_needs_a_gateway_endpoint_or_nat() -> anyhow::Result<()> {
         )),
         "{fix}"
     );
+    // `deploy --check-s3` stops there, printing the same check and its fix.
+    let mut out = Vec::new();
+    let err = gate(&c, &s, &mut out).await.unwrap_err().to_string();
+    let out = String::from_utf8(out)?;
+    assert!(err.contains("S3 preflight failed"), "{err}");
+    assert!(out.contains("[FAIL] function -> s3 (custom resource answers)"), "{out}");
+    assert!(out.contains("fix: aws ec2 create-vpc-endpoint"), "{out}");
 
     // An S3 gateway endpoint on the subnets' route table is a path; removed, it is gone again.
-    let gateway = c
-        .ec2
-        .create_vpc_endpoint()
-        .vpc_id(&seeded.vpc)
-        .vpc_endpoint_type(ec2::types::VpcEndpointType::Gateway)
-        .service_name(format!("com.amazonaws.{REGION}.s3"))
-        .route_table_ids(&main)
-        .send()
-        .await?
-        .vpc_endpoint
-        .and_then(|e| e.vpc_endpoint_id)
-        .unwrap();
+    let gateway = s3_gateway_endpoint(&c, &seeded.vpc, &main).await?;
     let check = check_s3_path(&c, &s, &n).await?;
     assert!(check.ok, "{check:?}");
     assert!(check.detail.contains(&gateway), "{}", check.detail);
+    let mut out = Vec::new();
+    gate(&c, &s, &mut out).await?;
+    assert!(String::from_utf8(out)?.contains("[ok] function -> s3"));
 
     c.ec2
         .delete_vpc_endpoints()
@@ -74,33 +66,149 @@ async fn s3_preflight_needs_a_gateway_endpoint_or_nat() -> anyhow::Result<()> {
     assert!(!check_s3_path(&c, &s, &n).await?.ok);
 
     // NAT instead: a default route to a NAT gateway.
-    let eip = c
-        .ec2
-        .allocate_address()
-        .domain(ec2::types::DomainType::Vpc)
-        .send()
-        .await?
-        .allocation_id
-        .unwrap();
-    let nat = c
-        .ec2
-        .create_nat_gateway()
-        .subnet_id(&seeded.subnets[0])
-        .allocation_id(eip)
-        .send()
-        .await?
-        .nat_gateway
-        .and_then(|g| g.nat_gateway_id)
-        .unwrap();
-    c.ec2
-        .create_route()
-        .route_table_id(&main)
-        .destination_cidr_block("0.0.0.0/0")
-        .nat_gateway_id(&nat)
-        .send()
-        .await?;
+    let nat = nat_gateway(&c, &seeded.subnets[0]).await?;
+    route_to_nat(&c, &main, &nat).await?;
     let check = check_s3_path(&c, &s, &n).await?;
     assert!(check.ok, "{check:?}");
     assert!(check.detail.starts_with("NAT route: "), "{}", check.detail);
+    Ok(())
+}
+
+/// The seed's account with the paths the function needs (Secrets Manager endpoint, S3 gateway).
+async fn reachable_account(c: &Clients) -> anyhow::Result<Seeded> {
+    let seeded = seed(c, true).await?;
+    add_secrets_manager_endpoint(c, &seeded).await?;
+    let main = main_route_table(c, &seeded.vpc).await?;
+    s3_gateway_endpoint(c, &seeded.vpc, &main).await?;
+    Ok(seeded)
+}
+
+async fn render(c: &Clients, format: Format, code_uri: &str) -> anyhow::Result<String> {
+    let mut log = Vec::new();
+    let text = template(c, &settings(), format, code_uri, &mut log).await;
+    println!("{}", String::from_utf8(log)?);
+    text
+}
+
+/// cfn-lint from the project's .venv (`cargo xtask doctor --fix`), else PATH; never skipped.
+fn cfn_lint(file: &std::path::Path) -> anyhow::Result<(Option<i32>, String)> {
+    let venv = xtask::project_root().join(".venv/bin/cfn-lint");
+    let bin = if venv.exists() { venv } else { "cfn-lint".into() };
+    let out = Command::new(&bin)
+        .arg(file)
+        .output()
+        .with_context(|| format!("run {} (install it with `cargo xtask doctor --fix`)", bin.display()))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.code(), text))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_templates_pass_cfn_lint_without_errors_or_warnings() -> anyhow::Result<()> {
+    let moto = Moto::start()?;
+    let c = Clients::new(&moto.sdk_config().await);
+    reachable_account(&c).await?;
+    let dir = tempfile::tempdir()?;
+    for (format, code) in [
+        (Format::Cloudformation, ""),
+        (Format::Sam, "bootstrap.zip"),
+    ] {
+        let text = render(&c, format, code).await?;
+        let file = dir.path().join(format!("{format}.yaml"));
+        std::fs::write(&file, &text)?;
+        let (status, out) = cfn_lint(&file)?;
+        // cfn-lint's exit code is a bit set: 2 errors, 4 warnings, 8 informational, 1 a failure.
+        assert!(
+            status.is_some_and(|s| s & 0b111 == 0),
+            "cfn-lint {status:?} on the {format} template:\n{out}\n{text}"
+        );
+        assert!(text.contains("Type: Custom::SchemaMigration"), "{text}");
+    }
+    Ok(())
+}
+
+/// What the tests compare of a function: its configuration, without AWS's stamps.
+fn function_json(f: &lambda::types::FunctionConfiguration) -> Value {
+    let vpc = f.vpc_config();
+    json!({
+        "name": f.function_name(),
+        "description": f.description(),
+        "runtime": f.runtime().map(|r| r.as_str()),
+        "handler": f.handler(),
+        "memory": f.memory_size(),
+        "timeout": f.timeout(),
+        "role": f.role(),
+        "code_sha256": f.code_sha256(),
+        "env": f.environment().and_then(|e| e.variables()),
+        "subnets": vpc.map(|v| v.subnet_ids()),
+        "security_groups": vpc.map(|v| v.security_group_ids()),
+    })
+}
+
+async fn function_config(c: &Clients) -> anyhow::Result<lambda::types::FunctionConfiguration> {
+    let s = settings();
+    xtask_aws::deploy::function::observe(c, &s.function_name)
+        .await?
+        .context("no function")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_creates_what_deploy_creates() -> anyhow::Result<()> {
+    let zip = xtask::build::zip_bytes(b"\x7fELF template")?;
+
+    // Server A: the template, rendered from A's discovery, becomes a stack.
+    let moto_a = Moto::start()?;
+    let a = Clients::new(&moto_a.sdk_config().await);
+    let seeded_a = reachable_account(&a).await?;
+    let text = render(&a, Format::Cloudformation, "").await?;
+    put_object(&moto_a.endpoint, "init-fn-code", "bootstrap.zip", zip.clone()).await?;
+    let params = [("CodeS3Bucket", "init-fn-code"), ("CodeS3Key", "bootstrap.zip")];
+    create_stack(&moto_a.endpoint, "init-fn", &text, &params).await?;
+    let resources = stack_resources(&moto_a.endpoint, "init-fn").await?;
+    println!("{resources:?}");
+    for (id, kind) in [("Role", "AWS::IAM::Role"), ("Function", "AWS::Lambda::Function")] {
+        assert_eq!(resources[id], (kind.to_string(), "CREATE_COMPLETE".to_string()), "{id}");
+    }
+    assert_eq!(resources["SchemaMigration"].0, "Custom::SchemaMigration");
+
+    // Server B: deploy, from the same settings.
+    let moto_b = Moto::start()?;
+    let b = Clients::new(&moto_b.sdk_config().await);
+    let seeded_b = reachable_account(&b).await?;
+    let mut out = Vec::new();
+    xtask_aws::deploy::deploy(&b, &settings(), &zip, false, &mut out).await?;
+
+    // A's ids are B's under other names: map them before comparing.
+    let ids = |s: &Seeded| {
+        let mut v = vec![s.vpc.clone(), s.sg.clone(), s.secret_arn.clone(), s.host.clone()];
+        v.extend(s.subnets.iter().cloned());
+        v
+    };
+    let a_as_b = |v: Value| -> Value {
+        let mut text = v.to_string();
+        for (x, y) in ids(&seeded_a).iter().zip(ids(&seeded_b)) {
+            text = text.replace(x.as_str(), &y);
+        }
+        serde_json::from_str(&text).unwrap()
+    };
+    let s = settings();
+    let (role_a, role_b) = (read_role(&a, &s.role).await?.unwrap(), read_role(&b, &s.role).await?.unwrap());
+    assert_eq!(a_as_b(json!(role_a.trust_policy)), json!(role_b.trust_policy));
+    assert_eq!(a_as_b(json!(role_a.inline)), json!(role_b.inline));
+    assert_eq!(role_a.description, role_b.description);
+    assert_eq!(role_a.arn, role_b.arn);
+    let (fn_a, fn_b) = (function_config(&a).await?, function_config(&b).await?);
+    assert_eq!(a_as_b(function_json(&fn_a)), function_json(&fn_b));
+
+    // moto's CloudFormation (5.2) drops a role's ManagedPolicyArns and a function's Architectures,
+    // so for those two the template's own lines are held against what deploy made.
+    assert_eq!(role_b.attached, [VPC_ACCESS_POLICY]);
+    assert!(text.contains(&format!("ManagedPolicyArns:\n        - {VPC_ACCESS_POLICY}\n")), "{text}");
+    let arch = fn_b.architectures()[0].as_str();
+    assert_eq!(arch, s.arch.as_str());
+    assert!(text.contains(&format!("Architectures:\n        - {arch}\n")), "{text}");
     Ok(())
 }

@@ -1,6 +1,6 @@
-//! `cargo xtask deploy|invoke|clean`: hands the command line to the `xtask-aws` binary (crate
-//! `xtask/aws`). The AWS SDK service crates take minutes to compile on a small machine and only these
-//! three commands need them, so they live in their own binary, built the first time one of them runs.
+//! `cargo xtask deploy|invoke|clean|template`: hands the command line to the `xtask-aws` binary
+//! (crate `xtask/aws`). The AWS SDK service crates take minutes to compile on a small machine and only
+//! these commands need them, so they live in their own binary, built the first time one of them runs.
 //! Two binaries with their own dependency sets share one target dir without rebuilding each other.
 
 use std::ffi::OsString;

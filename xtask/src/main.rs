@@ -23,6 +23,8 @@ enum Command {
     Invoke(xtask::aws_commands::Passthrough),
     /// Remove the function and its role (`--help` for flags)
     Clean(xtask::aws_commands::Passthrough),
+    /// Write a CloudFormation or SAM template of exactly what deploy creates (`--help` for flags)
+    Template(xtask::aws_commands::Passthrough),
     Serve(xtask::serve::Serve),
     Doctor(xtask::doctor::Doctor),
     Lint(xtask::lint::Lint),
@@ -45,6 +47,7 @@ fn run() -> anyhow::Result<()> {
         Command::Deploy(cmd) => cmd.run(&sh, "deploy"),
         Command::Invoke(cmd) => cmd.run(&sh, "invoke"),
         Command::Clean(cmd) => cmd.run(&sh, "clean"),
+        Command::Template(cmd) => cmd.run(&sh, "template"),
         Command::Serve(cmd) => cmd.run(&sh),
         Command::Doctor(cmd) => cmd.run(&sh),
         Command::Lint(cmd) => cmd.run(&sh),

@@ -35,6 +35,17 @@ where
     format!("{text}{budget}")
 }
 
+/// The `map_err` of one SDK call: `what` (the step, the resource, the operation), then what the error
+/// says, so every call site names itself the same way.
+pub fn call_failed<E>(
+    what: impl std::fmt::Display,
+) -> impl FnOnce(SdkError<E, HttpResponse>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    move |e| anyhow::anyhow!("{what}: {}", describe(&e))
+}
+
 /// Lambda's 409 for an update or the creation of the function still being applied (the same code
 /// also says "Function already exist", which waiting does not change).
 pub fn is_conflict<E: ProvideErrorMetadata>(e: &E) -> bool {

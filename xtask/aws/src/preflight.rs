@@ -6,7 +6,8 @@ use std::fmt;
 use anyhow::{Context, bail};
 
 use crate::aws::{Clients, Settings, ec2};
-use crate::aws_error::describe;
+use crate::aws_error::call_failed;
+use crate::routes;
 
 /// What the RDS instance says about where it lives, and where the function will run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,13 +56,10 @@ pub async fn discover(c: &Clients, s: &Settings) -> anyhow::Result<Network> {
         .db_instance_identifier(&s.rds_instance)
         .send()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "deploy: describe RDS instance {} (rds DescribeDBInstances): {}",
-                s.rds_instance,
-                describe(&e)
-            )
-        })?;
+        .map_err(call_failed(format!(
+            "deploy: describe RDS instance {} (rds DescribeDBInstances)",
+            s.rds_instance
+        )))?;
     let db = out
         .db_instances()
         .first()
@@ -214,12 +212,7 @@ async fn subnet_cidrs(c: &Clients, ids: &[String]) -> anyhow::Result<Vec<String>
         .set_subnet_ids(Some(ids.to_vec()))
         .send()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "preflight: describe subnets (ec2 DescribeSubnets): {}",
-                describe(&e)
-            )
-        })?;
+        .map_err(call_failed("preflight: describe subnets (ec2 DescribeSubnets)"))?;
     Ok(out
         .subnets()
         .iter()
@@ -238,12 +231,9 @@ async fn check_postgres_path(c: &Clients, n: &Network) -> anyhow::Result<Check> 
         .set_group_ids(Some(ids))
         .send()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "preflight: describe security groups (ec2 DescribeSecurityGroups): {}",
-                describe(&e)
-            )
-        })?;
+        .map_err(call_failed(
+            "preflight: describe security groups (ec2 DescribeSecurityGroups)",
+        ))?;
     let groups = out.security_groups();
     let fn_cidrs = subnet_cidrs(c, &n.function_subnets).await?;
     let db_cidrs = subnet_cidrs(c, &n.db_subnets).await?;
@@ -302,34 +292,10 @@ async fn check_secrets_manager_path(
     n: &Network,
 ) -> anyhow::Result<Check> {
     let service = format!("com.amazonaws.{}.secretsmanager", s.region);
-    let filter = |name: &str, value: &str| {
-        ec2::types::Filter::builder()
-            .name(name)
-            .values(value)
-            .build()
-    };
-    let endpoints = c
-        .ec2
-        .describe_vpc_endpoints()
-        .filters(filter("vpc-id", &n.vpc_id))
-        .filters(filter("service-name", &service))
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "preflight: describe VPC endpoints (ec2 DescribeVpcEndpoints): {}",
-                describe(&e)
-            )
-        })?;
-    let usable = endpoints.vpc_endpoints().iter().find(|e| {
-        e.service_name() == Some(service.as_str())
-            && e.vpc_id() == Some(n.vpc_id.as_str())
-            && e.private_dns_enabled() == Some(true)
-            && !matches!(
-                e.state().map(|s| s.as_str()),
-                Some("deleted" | "deleting" | "failed" | "rejected" | "expired")
-            )
-    });
+    let endpoints = routes::endpoints(c, n, &service).await?;
+    let usable = endpoints
+        .iter()
+        .find(|e| e.private_dns_enabled() == Some(true));
     if let Some(e) = usable {
         return Ok(Check {
             name: "function -> secrets manager",
@@ -344,41 +310,13 @@ async fn check_secrets_manager_path(
     }
 
     // Without an endpoint, every function subnet needs a default route to a NAT gateway.
-    let tables = c
-        .ec2
-        .describe_route_tables()
-        .filters(filter("vpc-id", &n.vpc_id))
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "preflight: describe route tables (ec2 DescribeRouteTables): {}",
-                describe(&e)
-            )
-        })?;
-    let tables = tables.route_tables();
-    let main = tables
+    let tables = routes::tables(c, n).await?;
+    let without_nat: Vec<String> = n
+        .function_subnets
         .iter()
-        .find(|t| t.associations().iter().any(|a| a.main() == Some(true)));
-    let mut without_nat = Vec::new();
-    for subnet in &n.function_subnets {
-        let table = tables
-            .iter()
-            .find(|t| {
-                t.associations()
-                    .iter()
-                    .any(|a| a.subnet_id() == Some(subnet.as_str()))
-            })
-            .or(main);
-        let nat = table.is_some_and(|t| {
-            t.routes().iter().any(|r| {
-                r.destination_cidr_block() == Some("0.0.0.0/0") && r.nat_gateway_id().is_some()
-            })
-        });
-        if !nat {
-            without_nat.push(subnet.clone());
-        }
-    }
+        .filter(|subnet| !routes::routes_to_nat(routes::table_of(&tables, subnet)))
+        .cloned()
+        .collect();
     if without_nat.is_empty() {
         return Ok(Check {
             name: "function -> secrets manager",

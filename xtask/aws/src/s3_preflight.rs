@@ -1,27 +1,31 @@
 //! The S3 preflight: whether the function's subnets reach S3, where a CloudFormation custom
 //! resource's answer goes (a PUT to a presigned S3 URL). Read-only, like deploy's other checks.
 
-use crate::aws::{Clients, Settings, ec2};
-use crate::aws_error::describe;
-use crate::preflight::{Check, Network};
+use std::io::Write;
 
-/// The route table a subnet uses: its explicit association, else the VPC's main table.
-fn route_table_of<'a>(
-    tables: &'a [ec2::types::RouteTable],
-    subnet: &str,
-) -> Option<&'a ec2::types::RouteTable> {
-    tables
-        .iter()
-        .find(|t| {
-            t.associations()
-                .iter()
-                .any(|a| a.subnet_id() == Some(subnet))
-        })
-        .or_else(|| {
-            tables
-                .iter()
-                .find(|t| t.associations().iter().any(|a| a.main() == Some(true)))
-        })
+use anyhow::bail;
+
+use crate::aws::{Clients, Settings};
+use crate::preflight::{self, Check, Network, Preflight};
+use crate::routes;
+
+/// `deploy --check-s3`: discovers the network, runs the S3 check and prints it like deploy's
+/// preflight; an error when the subnets cannot reach S3 (before deploy changes anything).
+pub async fn gate(c: &Clients, s: &Settings, out: &mut dyn Write) -> anyhow::Result<Check> {
+    let c = &c.for_command();
+    let network = preflight::discover(c, s).await?;
+    let check = check(c, s, &network).await?;
+    write!(
+        out,
+        "{}",
+        Preflight {
+            checks: vec![check.clone()]
+        }
+    )?;
+    if !check.ok {
+        bail!("deploy: S3 preflight failed (--check-s3), nothing was changed (see above for what to create)");
+    }
+    Ok(check)
 }
 
 /// Whether the function's subnets reach S3, where a CloudFormation custom resource's answer goes (a
@@ -29,66 +33,23 @@ fn route_table_of<'a>(
 /// run by `template` and `deploy --check-s3`.
 pub async fn check(c: &Clients, s: &Settings, n: &Network) -> anyhow::Result<Check> {
     let service = format!("com.amazonaws.{}.s3", s.region);
-    let filter = |name: &str, value: &str| {
-        ec2::types::Filter::builder()
-            .name(name)
-            .values(value)
-            .build()
-    };
-    let endpoints = c
-        .ec2
-        .describe_vpc_endpoints()
-        .filters(filter("vpc-id", &n.vpc_id))
-        .filters(filter("service-name", &service))
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "preflight: describe VPC endpoints (ec2 DescribeVpcEndpoints): {}",
-                describe(&e)
-            )
-        })?;
-    let gateways: Vec<&ec2::types::VpcEndpoint> = endpoints
-        .vpc_endpoints()
+    let endpoints = routes::endpoints(c, n, &service).await?;
+    let gateways: Vec<_> = endpoints
         .iter()
-        .filter(|e| {
-            e.service_name() == Some(service.as_str())
-                && e.vpc_id() == Some(n.vpc_id.as_str())
-                && e.vpc_endpoint_type().map(|t| t.as_str()) == Some("Gateway")
-                && !matches!(
-                    e.state().map(|s| s.as_str()),
-                    Some("deleted" | "deleting" | "failed" | "rejected" | "expired")
-                )
-        })
+        .filter(|e| e.vpc_endpoint_type().map(|t| t.as_str()) == Some("Gateway"))
         .collect();
-    let tables = c
-        .ec2
-        .describe_route_tables()
-        .filters(filter("vpc-id", &n.vpc_id))
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "preflight: describe route tables (ec2 DescribeRouteTables): {}",
-                describe(&e)
-            )
-        })?;
-    let tables = tables.route_tables();
+    let tables = routes::tables(c, n).await?;
     let mut via_endpoint = Vec::new();
     let mut via_nat = Vec::new();
     let mut without = Vec::new();
     let mut tables_without = Vec::new();
     for subnet in &n.function_subnets {
-        let table = route_table_of(tables, subnet);
+        let table = routes::table_of(&tables, subnet);
         let table_id = table.and_then(|t| t.route_table_id()).unwrap_or_default();
         let endpoint = gateways
             .iter()
             .find(|e| !table_id.is_empty() && e.route_table_ids().iter().any(|id| id == table_id));
-        let nat = table.is_some_and(|t| {
-            t.routes().iter().any(|r| {
-                r.destination_cidr_block() == Some("0.0.0.0/0") && r.nat_gateway_id().is_some()
-            })
-        });
+        let nat = routes::routes_to_nat(table);
         match (endpoint, nat) {
             (Some(e), _) => via_endpoint.push(format!(
                 "{subnet} (endpoint {})",

@@ -31,6 +31,10 @@ pub struct Deploy {
     /// Ship even though `cargo xtask lint` has unaccepted findings in sql/ (printed loudly)
     #[arg(long)]
     pub allow_lint_findings: bool,
+    /// Also check that the function's subnets reach S3 (gateway endpoint or NAT), which a
+    /// CloudFormation custom resource's answer needs; fail before any change when they do not
+    #[arg(long)]
+    pub check_s3: bool,
     #[command(flatten)]
     pub settings: SettingsArgs,
 }
@@ -51,6 +55,9 @@ impl Deploy {
         rt.block_on(async {
             let clients = Clients::new(&settings.sdk_config().await);
             let out = &mut std::io::stdout();
+            if self.check_s3 {
+                crate::s3_preflight::gate(&clients, &settings, out).await?;
+            }
             deploy(&clients, &settings, &zip, self.dry_run, out).await?;
             Ok(())
         })

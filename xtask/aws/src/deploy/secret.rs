@@ -6,7 +6,7 @@ use std::fmt;
 use anyhow::Context;
 
 use crate::aws::{Clients, Settings};
-use crate::aws_error::describe;
+use crate::aws_error::call_failed;
 
 /// The secret holding the database password, as Secrets Manager describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,13 +25,10 @@ impl Secret {
             .secret_id(&s.secret)
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "deploy: describe secret {} (secretsmanager DescribeSecret): {}",
-                    s.secret,
-                    describe(&e)
-                )
-            })?;
+            .map_err(call_failed(format!(
+                "deploy: describe secret {} (secretsmanager DescribeSecret)",
+                s.secret
+            )))?;
         let arn = secret
             .arn()
             .context("deploy: the secret has no ARN")?
