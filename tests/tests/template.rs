@@ -46,7 +46,10 @@ async fn s3_preflight_needs_a_gateway_endpoint_or_nat() -> anyhow::Result<()> {
     let err = gate(&c, &s, &mut out).await.unwrap_err().to_string();
     let out = String::from_utf8(out)?;
     assert!(err.contains("S3 preflight failed"), "{err}");
-    assert!(out.contains("[FAIL] function -> s3 (custom resource answers)"), "{out}");
+    assert!(
+        out.contains("[FAIL] function -> s3 (custom resource answers)"),
+        "{out}"
+    );
     assert!(out.contains("fix: aws ec2 create-vpc-endpoint"), "{out}");
 
     // An S3 gateway endpoint on the subnets' route table is a path; removed, it is gone again.
@@ -93,11 +96,17 @@ async fn render(c: &Clients, format: Format, code_uri: &str) -> anyhow::Result<S
 /// cfn-lint from the project's .venv (`cargo xtask doctor --fix`), else PATH; never skipped.
 fn cfn_lint(file: &std::path::Path) -> anyhow::Result<(Option<i32>, String)> {
     let venv = xtask::project_root().join(".venv/bin/cfn-lint");
-    let bin = if venv.exists() { venv } else { "cfn-lint".into() };
-    let out = Command::new(&bin)
-        .arg(file)
-        .output()
-        .with_context(|| format!("run {} (install it with `cargo xtask doctor --fix`)", bin.display()))?;
+    let bin = if venv.exists() {
+        venv
+    } else {
+        "cfn-lint".into()
+    };
+    let out = Command::new(&bin).arg(file).output().with_context(|| {
+        format!(
+            "run {} (install it with `cargo xtask doctor --fix`)",
+            bin.display()
+        )
+    })?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -112,10 +121,7 @@ async fn both_templates_pass_cfn_lint_without_errors_or_warnings() -> anyhow::Re
     let c = Clients::new(&moto.sdk_config().await);
     reachable_account(&c).await?;
     let dir = tempfile::tempdir()?;
-    for (format, code) in [
-        (Format::Cloudformation, ""),
-        (Format::Sam, "bootstrap.zip"),
-    ] {
+    for (format, code) in [(Format::Cloudformation, ""), (Format::Sam, "bootstrap.zip")] {
         let text = render(&c, format, code).await?;
         let file = dir.path().join(format!("{format}.yaml"));
         std::fs::write(&file, &text)?;
@@ -164,13 +170,29 @@ async fn the_stack_creates_what_deploy_creates() -> anyhow::Result<()> {
     let a = Clients::new(&moto_a.sdk_config().await);
     let seeded_a = reachable_account(&a).await?;
     let text = render(&a, Format::Cloudformation, "").await?;
-    put_object(&moto_a.endpoint, "init-fn-code", "bootstrap.zip", zip.clone()).await?;
-    let params = [("CodeS3Bucket", "init-fn-code"), ("CodeS3Key", "bootstrap.zip")];
+    put_object(
+        &moto_a.endpoint,
+        "init-fn-code",
+        "bootstrap.zip",
+        zip.clone(),
+    )
+    .await?;
+    let params = [
+        ("CodeS3Bucket", "init-fn-code"),
+        ("CodeS3Key", "bootstrap.zip"),
+    ];
     create_stack(&moto_a.endpoint, "init-fn", &text, &params).await?;
     let resources = stack_resources(&moto_a.endpoint, "init-fn").await?;
     println!("{resources:?}");
-    for (id, kind) in [("Role", "AWS::IAM::Role"), ("Function", "AWS::Lambda::Function")] {
-        assert_eq!(resources[id], (kind.to_string(), "CREATE_COMPLETE".to_string()), "{id}");
+    for (id, kind) in [
+        ("Role", "AWS::IAM::Role"),
+        ("Function", "AWS::Lambda::Function"),
+    ] {
+        assert_eq!(
+            resources[id],
+            (kind.to_string(), "CREATE_COMPLETE".to_string()),
+            "{id}"
+        );
     }
     assert_eq!(resources["SchemaMigration"].0, "Custom::SchemaMigration");
 
@@ -183,7 +205,12 @@ async fn the_stack_creates_what_deploy_creates() -> anyhow::Result<()> {
 
     // A's ids are B's under other names: map them before comparing.
     let ids = |s: &Seeded| {
-        let mut v = vec![s.vpc.clone(), s.sg.clone(), s.secret_arn.clone(), s.host.clone()];
+        let mut v = vec![
+            s.vpc.clone(),
+            s.sg.clone(),
+            s.secret_arn.clone(),
+            s.host.clone(),
+        ];
         v.extend(s.subnets.iter().cloned());
         v
     };
@@ -195,8 +222,14 @@ async fn the_stack_creates_what_deploy_creates() -> anyhow::Result<()> {
         serde_json::from_str(&text).unwrap()
     };
     let s = settings();
-    let (role_a, role_b) = (read_role(&a, &s.role).await?.unwrap(), read_role(&b, &s.role).await?.unwrap());
-    assert_eq!(a_as_b(json!(role_a.trust_policy)), json!(role_b.trust_policy));
+    let (role_a, role_b) = (
+        read_role(&a, &s.role).await?.unwrap(),
+        read_role(&b, &s.role).await?.unwrap(),
+    );
+    assert_eq!(
+        a_as_b(json!(role_a.trust_policy)),
+        json!(role_b.trust_policy)
+    );
     assert_eq!(a_as_b(json!(role_a.inline)), json!(role_b.inline));
     assert_eq!(role_a.description, role_b.description);
     assert_eq!(role_a.arn, role_b.arn);
@@ -206,9 +239,17 @@ async fn the_stack_creates_what_deploy_creates() -> anyhow::Result<()> {
     // moto's CloudFormation (5.2) drops a role's ManagedPolicyArns and a function's Architectures,
     // so for those two the template's own lines are held against what deploy made.
     assert_eq!(role_b.attached, [VPC_ACCESS_POLICY]);
-    assert!(text.contains(&format!("ManagedPolicyArns:\n        - {VPC_ACCESS_POLICY}\n")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "ManagedPolicyArns:\n        - {VPC_ACCESS_POLICY}\n"
+        )),
+        "{text}"
+    );
     let arch = fn_b.architectures()[0].as_str();
     assert_eq!(arch, s.arch.as_str());
-    assert!(text.contains(&format!("Architectures:\n        - {arch}\n")), "{text}");
+    assert!(
+        text.contains(&format!("Architectures:\n        - {arch}\n")),
+        "{text}"
+    );
     Ok(())
 }

@@ -212,7 +212,9 @@ async fn subnet_cidrs(c: &Clients, ids: &[String]) -> anyhow::Result<Vec<String>
         .set_subnet_ids(Some(ids.to_vec()))
         .send()
         .await
-        .map_err(call_failed("preflight: describe subnets (ec2 DescribeSubnets)"))?;
+        .map_err(call_failed(
+            "preflight: describe subnets (ec2 DescribeSubnets)",
+        ))?;
     Ok(out
         .subnets()
         .iter()

@@ -23,7 +23,9 @@ pub async fn gate(c: &Clients, s: &Settings, out: &mut dyn Write) -> anyhow::Res
         }
     )?;
     if !check.ok {
-        bail!("deploy: S3 preflight failed (--check-s3), nothing was changed (see above for what to create)");
+        bail!(
+            "deploy: S3 preflight failed (--check-s3), nothing was changed (see above for what to create)"
+        );
     }
     Ok(check)
 }

@@ -90,10 +90,13 @@ impl Template {
 
 /// The `--out` path when a file can be written there: not a directory, in a directory that exists.
 pub fn writable(path: &Path) -> anyhow::Result<PathBuf> {
-    let path = std::path::absolute(path)
-        .with_context(|| format!("template: --out {}", path.display()))?;
+    let path =
+        std::path::absolute(path).with_context(|| format!("template: --out {}", path.display()))?;
     if path.is_dir() {
-        bail!("template: --out {} is a directory, not a file", path.display());
+        bail!(
+            "template: --out {} is a directory, not a file",
+            path.display()
+        );
     }
     let parent = path.parent().unwrap_or(Path::new("/"));
     if !parent.is_dir() {
@@ -133,7 +136,9 @@ pub async fn template(
     let secret = Secret::discover(c, s).await?;
     writeln!(log, "{secret}")?;
     let mut checks = preflight::check(c, s, &network).await?;
-    checks.checks.push(s3_preflight::check(c, s, &network).await?);
+    checks
+        .checks
+        .push(s3_preflight::check(c, s, &network).await?);
     write!(log, "{checks}")?;
     if !checks.ok() {
         bail!("template: preflight failed, no template was written (see above for what to create)");
@@ -161,13 +166,36 @@ pub fn render(d: &Desired, format: Format, checksum: &str, code_uri: &str) -> St
     let note = |doc: &mut Map<String, Value>, text: &str| {
         doc.insert(yaml::comment(text), Value::Null);
     };
-    note(&mut doc, &format!("init-fn ({}): the role and the function `cargo xtask deploy` creates, and a", d.function.name));
-    note(&mut doc, "custom resource that applies the documents_db migrations on stack create and update.");
-    note(&mut doc, &format!("Written by `cargo xtask template --format {format}` from [package.metadata.lambda.deploy]"));
-    note(&mut doc, "and what deploy discovered (network, secret): regenerate it, do not edit it.");
+    note(
+        &mut doc,
+        &format!(
+            "init-fn ({}): the role and the function `cargo xtask deploy` creates, and a",
+            d.function.name
+        ),
+    );
+    note(
+        &mut doc,
+        "custom resource that applies the documents_db migrations on stack create and update.",
+    );
+    note(
+        &mut doc,
+        &format!(
+            "Written by `cargo xtask template --format {format}` from [package.metadata.lambda.deploy]"
+        ),
+    );
+    note(
+        &mut doc,
+        "and what deploy discovered (network, secret): regenerate it, do not edit it.",
+    );
     match format {
-        Format::Cloudformation => note(&mut doc, "Deploy: aws cloudformation deploy --template-file FILE --stack-name init-fn --capabilities CAPABILITY_NAMED_IAM --parameter-overrides CodeS3Bucket=... CodeS3Key=..."),
-        Format::Sam => note(&mut doc, "Deploy: cargo xtask build && sam deploy --template-file FILE --stack-name init-fn --capabilities CAPABILITY_NAMED_IAM --resolve-s3"),
+        Format::Cloudformation => note(
+            &mut doc,
+            "Deploy: aws cloudformation deploy --template-file FILE --stack-name init-fn --capabilities CAPABILITY_NAMED_IAM --parameter-overrides CodeS3Bucket=... CodeS3Key=...",
+        ),
+        Format::Sam => note(
+            &mut doc,
+            "Deploy: cargo xtask build && sam deploy --template-file FILE --stack-name init-fn --capabilities CAPABILITY_NAMED_IAM --resolve-s3",
+        ),
     }
     doc.insert("AWSTemplateFormatVersion".into(), json!("2010-09-09"));
     if format == Format::Sam {
@@ -253,7 +281,8 @@ fn function(d: &Desired, format: Format, code_uri: &str) -> Value {
     p.insert("Role".into(), json!({"!GetAtt": "Role.Arn"}));
     let kind = match format {
         Format::Cloudformation => {
-            let code = json!({"S3Bucket": {"!Ref": "CodeS3Bucket"}, "S3Key": {"!Ref": "CodeS3Key"}});
+            let code =
+                json!({"S3Bucket": {"!Ref": "CodeS3Bucket"}, "S3Key": {"!Ref": "CodeS3Key"}});
             p.insert("Code".into(), code);
             "AWS::Lambda::Function"
         }
@@ -287,8 +316,14 @@ mod tests {
             .err()
             .expect("json is no format");
         let text = err.to_string();
-        assert!(text.contains("invalid value 'json' for '--format <FORMAT>'"), "{text}");
-        assert!(text.contains("[possible values: cloudformation, sam]"), "{text}");
+        assert!(
+            text.contains("invalid value 'json' for '--format <FORMAT>'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[possible values: cloudformation, sam]"),
+            "{text}"
+        );
         let ok = Cli::try_parse_from(["template", "--format", "sam"]).unwrap();
         assert_eq!(ok.template.format, Format::Sam);
     }
@@ -314,8 +349,14 @@ mod tests {
     #[test]
     fn code_uri_is_relative_to_the_template() {
         let zip = Path::new("/p/target/lambda/init-fn/arm64/bootstrap.zip");
-        assert_eq!(relative(zip, Path::new("/p")), "target/lambda/init-fn/arm64/bootstrap.zip");
-        assert_eq!(relative(zip, Path::new("/p/deploy")), "../target/lambda/init-fn/arm64/bootstrap.zip");
+        assert_eq!(
+            relative(zip, Path::new("/p")),
+            "target/lambda/init-fn/arm64/bootstrap.zip"
+        );
+        assert_eq!(
+            relative(zip, Path::new("/p/deploy")),
+            "../target/lambda/init-fn/arm64/bootstrap.zip"
+        );
     }
 
     #[test]
@@ -323,7 +364,10 @@ mod tests {
         let a = Migration::new(1, "initial_schema", "CREATE TABLE t (id int);\n");
         let b = Migration::new(2, "add_index", "CREATE INDEX i ON t (id);\n");
         let base = migrations_checksum(&[a.clone(), b.clone()]);
-        assert!(base.starts_with("sha256:") && base.len() == 7 + 64, "{base}");
+        assert!(
+            base.starts_with("sha256:") && base.len() == 7 + 64,
+            "{base}"
+        );
         assert_eq!(base, migrations_checksum(&[a.clone(), b.clone()]));
         let edited = Migration::new(2, "add_index", "CREATE INDEX i ON t (id DESC);\n");
         assert_ne!(base, migrations_checksum(&[a.clone(), edited]));

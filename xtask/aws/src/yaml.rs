@@ -86,7 +86,10 @@ fn scalar(s: &str) -> String {
         s.to_ascii_lowercase().as_str(),
         "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n"
     );
-    let plain = s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '/')
+    let plain = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '/')
         && s.chars().all(safe_char)
         && !s.ends_with(':')
         && !keyword;
