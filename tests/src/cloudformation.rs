@@ -39,7 +39,9 @@ async fn call(
     if let Some(t) = content_type {
         req = req.header("content-type", t);
     }
-    let resp = sender.send_request(req.body(Full::new(Bytes::from(body)))?).await?;
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(body)))?)
+        .await?;
     let status = resp.status();
     let text = String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned();
     if !status.is_success() {
@@ -49,12 +51,33 @@ async fn call(
 }
 
 /// A bucket in the region holding `bytes` at `key`.
-pub async fn put_object(endpoint: &str, bucket: &str, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+pub async fn put_object(
+    endpoint: &str,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+) -> anyhow::Result<()> {
     let location = format!(
         "<CreateBucketConfiguration><LocationConstraint>{REGION}</LocationConstraint></CreateBucketConfiguration>"
     );
-    call(endpoint, "s3", "PUT", &format!("/{bucket}"), None, location.into_bytes()).await?;
-    call(endpoint, "s3", "PUT", &format!("/{bucket}/{key}"), None, bytes).await?;
+    call(
+        endpoint,
+        "s3",
+        "PUT",
+        &format!("/{bucket}"),
+        None,
+        location.into_bytes(),
+    )
+    .await?;
+    call(
+        endpoint,
+        "s3",
+        "PUT",
+        &format!("/{bucket}/{key}"),
+        None,
+        bytes,
+    )
+    .await?;
     Ok(())
 }
 
@@ -66,7 +89,15 @@ async fn query(endpoint: &str, params: &[(String, String)]) -> anyhow::Result<St
         .collect();
     let body = format!("Version=2010-05-15&{}", form.join("&"));
     let form_type = "application/x-www-form-urlencoded; charset=utf-8";
-    call(endpoint, "cloudformation", "POST", "/", Some(form_type), body.into_bytes()).await
+    call(
+        endpoint,
+        "cloudformation",
+        "POST",
+        "/",
+        Some(form_type),
+        body.into_bytes(),
+    )
+    .await
 }
 
 /// `CreateStack` with the template body, its parameters and CAPABILITY_NAMED_IAM; the stack id.
@@ -80,12 +111,18 @@ pub async fn create_stack(
         ("Action".to_string(), "CreateStack".to_string()),
         ("StackName".to_string(), name.to_string()),
         ("TemplateBody".to_string(), template.to_string()),
-        ("Capabilities.member.1".to_string(), "CAPABILITY_NAMED_IAM".to_string()),
+        (
+            "Capabilities.member.1".to_string(),
+            "CAPABILITY_NAMED_IAM".to_string(),
+        ),
     ];
     for (i, (k, v)) in parameters.iter().enumerate() {
         let n = i + 1;
         params.push((format!("Parameters.member.{n}.ParameterKey"), k.to_string()));
-        params.push((format!("Parameters.member.{n}.ParameterValue"), v.to_string()));
+        params.push((
+            format!("Parameters.member.{n}.ParameterValue"),
+            v.to_string(),
+        ));
     }
     let xml = query(endpoint, &params).await?;
     elements(&xml, "StackId")
@@ -108,7 +145,10 @@ pub async fn stack_resources(
         .iter()
         .filter_map(|m| {
             let first = |tag| elements(m, tag).into_iter().next();
-            Some((first("LogicalResourceId")?, (first("ResourceType")?, first("ResourceStatus")?)))
+            Some((
+                first("LogicalResourceId")?,
+                (first("ResourceType")?, first("ResourceStatus")?),
+            ))
         })
         .collect())
 }

@@ -1,5 +1,6 @@
 //! Support for the end-to-end tests: real Postgres, the AWS emulators, moto.
 
+pub mod cloudformation;
 pub mod fault_proxy;
 pub mod harness;
 pub mod iam;
