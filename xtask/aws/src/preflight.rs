@@ -294,7 +294,7 @@ async fn check_secrets_manager_path(
     n: &Network,
 ) -> anyhow::Result<Check> {
     let service = format!("com.amazonaws.{}.secretsmanager", s.region);
-    let endpoints = routes::endpoints(c, n, &service).await?;
+    let endpoints = routes::endpoints(c, &n.vpc_id, &service).await?;
     let usable = endpoints
         .iter()
         .find(|e| e.private_dns_enabled() == Some(true));
@@ -312,7 +312,7 @@ async fn check_secrets_manager_path(
     }
 
     // Without an endpoint, every function subnet needs a default route to a NAT gateway.
-    let tables = routes::tables(c, n).await?;
+    let tables = routes::tables(c, &n.vpc_id).await?;
     let without_nat: Vec<String> = n
         .function_subnets
         .iter()

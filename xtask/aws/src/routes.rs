@@ -3,7 +3,6 @@
 
 use crate::aws::{Clients, ec2};
 use crate::aws_error::call_failed;
-use crate::preflight::Network;
 
 fn filter(name: &str, value: &str) -> ec2::types::Filter {
     ec2::types::Filter::builder()
@@ -12,17 +11,17 @@ fn filter(name: &str, value: &str) -> ec2::types::Filter {
         .build()
 }
 
-/// The VPC endpoints of `service` (`com.amazonaws.<region>.<name>`) in the network's VPC that exist
-/// or are being created (a deleted or failed endpoint carries no traffic).
+/// The VPC endpoints of `service` (`com.amazonaws.<region>.<name>`) in the VPC that exist or are
+/// being created (a deleted or failed endpoint carries no traffic).
 pub async fn endpoints(
     c: &Clients,
-    n: &Network,
+    vpc_id: &str,
     service: &str,
 ) -> anyhow::Result<Vec<ec2::types::VpcEndpoint>> {
     let out = c
         .ec2
         .describe_vpc_endpoints()
-        .filters(filter("vpc-id", &n.vpc_id))
+        .filters(filter("vpc-id", vpc_id))
         .filters(filter("service-name", service))
         .send()
         .await
@@ -34,7 +33,7 @@ pub async fn endpoints(
         .iter()
         .filter(|e| {
             e.service_name() == Some(service)
-                && e.vpc_id() == Some(n.vpc_id.as_str())
+                && e.vpc_id() == Some(vpc_id)
                 && !matches!(
                     e.state().map(|s| s.as_str()),
                     Some("deleted" | "deleting" | "failed" | "rejected" | "expired")
@@ -44,12 +43,12 @@ pub async fn endpoints(
         .collect())
 }
 
-/// Every route table of the network's VPC.
-pub async fn tables(c: &Clients, n: &Network) -> anyhow::Result<Vec<ec2::types::RouteTable>> {
+/// Every route table of the VPC.
+pub async fn tables(c: &Clients, vpc_id: &str) -> anyhow::Result<Vec<ec2::types::RouteTable>> {
     let out = c
         .ec2
         .describe_route_tables()
-        .filters(filter("vpc-id", &n.vpc_id))
+        .filters(filter("vpc-id", vpc_id))
         .send()
         .await
         .map_err(call_failed(

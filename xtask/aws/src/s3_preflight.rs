@@ -35,12 +35,12 @@ pub async fn gate(c: &Clients, s: &Settings, out: &mut dyn Write) -> anyhow::Res
 /// run by `template` and `deploy --check-s3`.
 pub async fn check(c: &Clients, s: &Settings, n: &Network) -> anyhow::Result<Check> {
     let service = format!("com.amazonaws.{}.s3", s.region);
-    let endpoints = routes::endpoints(c, n, &service).await?;
+    let endpoints = routes::endpoints(c, &n.vpc_id, &service).await?;
     let gateways: Vec<_> = endpoints
         .iter()
         .filter(|e| e.vpc_endpoint_type().map(|t| t.as_str()) == Some("Gateway"))
         .collect();
-    let tables = routes::tables(c, n).await?;
+    let tables = routes::tables(c, &n.vpc_id).await?;
     let mut via_endpoint = Vec::new();
     let mut via_nat = Vec::new();
     let mut without = Vec::new();
