@@ -1,4 +1,4 @@
-//! Postgres providers for local runs and tests: a testcontainers container (`docker`), a temporary
+//! Postgres providers for local runs and tests: a Docker container (`docker`, through the docker CLI), a temporary
 //! cluster from the local PostgreSQL binaries (`cluster`), or an existing server given by URL
 //! (`url`). Docker and local servers get a per-run CA and a `localhost` server certificate, so
 //! `verify-full` is exercised like against RDS. This file is the choice and the running server.
@@ -27,7 +27,7 @@ const SUPERUSER: &str = "postgres";
 pub enum PgChoice {
     /// Docker when an engine answers, else local binaries, else an error naming both ways.
     Auto,
-    /// A testcontainers container of `image` (`name:tag`).
+    /// A Docker container of `image` (`name:tag`).
     Docker { image: String },
     /// A temporary cluster from the PostgreSQL server binaries on this machine.
     Local,
