@@ -6,6 +6,8 @@ pub mod config;
 pub mod db;
 pub mod deadline;
 pub mod error;
+pub mod log;
+pub mod metrics;
 pub mod migrate;
 pub mod pending;
 pub mod plan;
