@@ -1,4 +1,4 @@
-//! The AWS half of `cargo xtask`: deploy, invoke and clean, with the SDK service crates only they need.
+//! The AWS half of `cargo xtask`: deploy, invoke, clean, logs and run, with the SDK service crates only they need.
 //! `cargo xtask deploy|invoke|clean` runs this crate's binary (built on first use), so `test-local`,
 //! `build`, `serve` and `bench` never compile the AWS SDK.
 
@@ -6,5 +6,8 @@ pub mod aws;
 pub mod clean;
 pub mod deploy;
 pub mod invoke;
+pub mod log_view;
+pub mod logs;
 pub mod preflight;
 pub mod retry;
+pub mod run;

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use xtask::project_root;
 
-/// The AWS commands of `cargo xtask` (run through `cargo xtask deploy|invoke|clean`).
+/// The AWS commands of `cargo xtask` (run through `cargo xtask deploy|invoke|clean|logs|run`).
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
 struct Cli {
@@ -16,6 +16,8 @@ enum Command {
     Deploy(xtask_aws::deploy::Deploy),
     Invoke(xtask_aws::invoke::Invoke),
     Clean(xtask_aws::clean::Clean),
+    Logs(xtask_aws::logs::Logs),
+    Run(xtask_aws::run::Run),
 }
 
 fn main() -> ExitCode {
@@ -30,5 +32,7 @@ fn run() -> anyhow::Result<()> {
         Command::Deploy(cmd) => cmd.run(&sh),
         Command::Invoke(cmd) => cmd.run(&sh),
         Command::Clean(cmd) => cmd.run(&sh),
+        Command::Logs(cmd) => cmd.run(&sh),
+        Command::Run(cmd) => cmd.run(&sh),
     }
 }
