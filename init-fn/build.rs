@@ -1,9 +1,15 @@
 //! Embeds every `sql/NNNN_name.sql` into the binary: writes `$OUT_DIR/migrations.rs`, a slice of
 //! `(version, name, sql)` sorted by version. Adding a migration is adding a file.
 //! `INIT_FN_SQL_DIR` points at another directory (used by `cargo xtask bench --scale` to embed
-//! generated migrations); unset, it is the workspace's `sql/`.
+//! generated migrations); unset, it is the workspace's `sql/`. A file the function's splitter cannot
+//! split (an unterminated string, comment or body) fails the build, naming the file and line.
 
 use std::{env, fs, path::PathBuf};
+
+// The function's own splitter (std only): what fails here would fail at apply.
+#[allow(dead_code)]
+#[path = "src/sql.rs"]
+mod sql;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=INIT_FN_SQL_DIR");
@@ -30,6 +36,10 @@ fn main() {
             .parse()
             .unwrap_or_else(|_| panic!("sql/{file}: version prefix `{num}` is not a number"));
         assert!(version > 0, "sql/{file}: versions start at 1");
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("sql/{file}: {e}"));
+        if let Err(e) = sql::split(&text) {
+            panic!("sql/{file}: {e}");
+        }
         entries.push((version, name.to_string(), path));
     }
     entries.sort_by_key(|e| e.0);

@@ -12,7 +12,7 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 use crate::{
     db,
     error::{InitError, one_line},
-    migrate::{LEDGER, Migration, Options, split_statements},
+    migrate::{LEDGER, Migration, Options, split_statements, unsplittable},
 };
 
 /// Attempts of one migration (the first included) when a lock wait, serialization failure or
@@ -39,7 +39,7 @@ pub async fn migration(
     m: &Migration,
     options: &Options,
 ) -> Result<u64, InitError> {
-    let statements = split_statements(&m.sql);
+    let statements = split_statements(&m.sql).map_err(|err| unsplittable(m, &err))?;
     let mut run = Progress {
         m,
         statements: &statements,

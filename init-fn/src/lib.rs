@@ -14,6 +14,7 @@ pub mod plan;
 pub mod report;
 pub mod rows;
 pub mod secret;
+pub mod sql;
 
 use std::{sync::OnceLock, time::SystemTime};
 

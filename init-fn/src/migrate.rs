@@ -532,19 +532,34 @@ fn verify(
     }
 }
 
-/// Splits SQL into single statements without comments, respecting quotes and `$tag$` bodies
-/// (no-transaction migrations run each on its own).
-pub fn split_statements(sql: &str) -> Vec<String> {
-    crate::plan::split(sql)
+/// Splits SQL into single statements without comments, exactly where psql would (`sql::split`);
+/// an unterminated string, comment or body is an error naming its line.
+pub fn split_statements(sql: &str) -> Result<Vec<String>, crate::sql::SplitError> {
+    Ok(crate::sql::split(sql)?
         .into_iter()
         .map(|s| s.text)
-        .collect()
+        .collect())
+}
+
+/// `MigrationFailed` for a file psql could not split either, before any of it runs. SQLSTATE 42601
+/// (syntax_error) is what the server answers for an unterminated string, comment or body.
+pub fn unsplittable(m: &Migration, err: &crate::sql::SplitError) -> InitError {
+    InitError::MigrationFailed {
+        version: m.version,
+        name: m.name.clone(),
+        sqlstate: "42601".to_string(),
+        message: format!(
+            "{:04}_{}.sql: {err}; nothing of it was run",
+            m.version, m.name
+        ),
+    }
 }
 
 /// Tables and indexes a migration creates, read from its `CREATE` statements.
 pub fn declared_objects(sql: &str) -> Vec<Object> {
     let mut objects = Vec::new();
-    for statement in split_statements(sql) {
+    // A file that cannot be split declares nothing: applying it fails first, naming the line.
+    for statement in split_statements(sql).unwrap_or_default() {
         let words: Vec<String> = statement
             .split(|c: char| c.is_whitespace() || c == '(')
             .filter(|w| !w.is_empty())
@@ -629,7 +644,7 @@ mod tests {
                    CREATE INDEX CONCURRENTLY i ON t(a); -- trailing; comment\n\
                    /* block; comment */ INSERT INTO t VALUES ('a;b', \"c;d\");\n\
                    DO $body$ BEGIN PERFORM 1; END $body$;";
-        let parts = split_statements(sql);
+        let parts = split_statements(sql).unwrap();
         assert_eq!(parts.len(), 3, "{parts:?}");
         assert_eq!(parts[0], "CREATE INDEX CONCURRENTLY i ON t(a)");
         assert!(

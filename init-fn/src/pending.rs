@@ -56,7 +56,9 @@ pub async fn plan(
             continue;
         }
         let mut statements = Vec::new();
-        for statement in plan::split(&m.sql) {
+        let split =
+            crate::sql::split(&m.sql).map_err(|err| crate::migrate::unsplittable(m, &err))?;
+        for statement in split {
             let mut locks = Vec::new();
             for lock in plan::classify(&statement.text).locks {
                 if let Some((table, size_bytes, rows_estimate)) =

@@ -1,91 +1,8 @@
-//! What a migration's statements do to existing tables: the statement splitter (with line numbers), and
-//! the table lock each statement kind takes (PostgreSQL's "Explicit Locking" table). Std only, so
+//! What a migration's statements do to existing tables: the table lock each statement kind takes
+//! (PostgreSQL's "Explicit Locking" table). Statements come from `sql::split`. Std only, so
 //! `cargo xtask lint` compiles this same file without linking the function's dependencies.
 
 use std::fmt;
-
-/// One statement of a migration file, comments removed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Statement {
-    /// 1-based line of the statement's first character in the file.
-    pub line: usize,
-    /// 1-based line of its last character.
-    pub end_line: usize,
-    pub text: String,
-}
-
-impl Statement {
-    /// The statement on one line (runs of whitespace collapsed), as `plan` shows it.
-    pub fn one_line(&self) -> String {
-        self.text.split_whitespace().collect::<Vec<_>>().join(" ")
-    }
-}
-
-/// Splits SQL into statements without comments, respecting quotes and `$tag$` bodies.
-pub fn split(sql: &str) -> Vec<Statement> {
-    let mut statements = Vec::new();
-    let mut current = String::new();
-    let (mut line, mut start, mut end) = (1, 0, 0);
-    let mut rest = sql;
-    while let Some(c) = rest.chars().next() {
-        // The length of the token starting here, and whether it is kept.
-        let (len, keep) = if rest.starts_with("--") {
-            (rest.find('\n').unwrap_or(rest.len()), false)
-        } else if rest.starts_with("/*") {
-            (rest.find("*/").map_or(rest.len(), |p| p + 2), false)
-        } else if c == '\'' || c == '"' {
-            (rest[1..].find(c).map_or(rest.len(), |p| p + 2), true)
-        } else if let Some(tag) = dollar_tag(rest) {
-            let body = &rest[tag.len()..];
-            (
-                body.find(tag)
-                    .map_or(rest.len(), |p| tag.len() + p + tag.len()),
-                true,
-            )
-        } else if c == ';' {
-            push(&mut statements, &current, start, end);
-            current.clear();
-            (1, false)
-        } else {
-            (c.len_utf8(), true)
-        };
-        let token = &rest[..len];
-        if keep {
-            if current.trim().is_empty() && !c.is_whitespace() {
-                start = line;
-            }
-            current.push_str(token);
-            if !c.is_whitespace() {
-                end = line + token.trim_end().matches('\n').count();
-            }
-        } else if len > 1 {
-            current.push(' ');
-        }
-        line += token.matches('\n').count();
-        rest = &rest[len..];
-    }
-    push(&mut statements, &current, start, end);
-    statements
-}
-
-fn push(statements: &mut Vec<Statement>, text: &str, line: usize, end_line: usize) {
-    if !text.trim().is_empty() {
-        statements.push(Statement {
-            line,
-            end_line,
-            text: text.trim().to_string(),
-        });
-    }
-}
-
-/// `$tag$` (or `$$`) at the start of `s`.
-fn dollar_tag(s: &str) -> Option<&str> {
-    let end = s.strip_prefix('$')?.find('$')? + 2;
-    s[1..end - 1]
-        .chars()
-        .all(|c| c.is_alphanumeric() || c == '_')
-        .then(|| &s[..end])
-}
 
 /// Table lock modes, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -492,16 +409,5 @@ mod tests {
             [pair("SHARE ROW EXCLUSIVE", "documents")]
         );
         assert!(locks("SELECT 1").is_empty());
-    }
-
-    #[test]
-    fn split_keeps_line_numbers() {
-        let sql = "-- header\n\nCREATE TABLE t (\n  a int\n);\n/* x */ CREATE INDEX i\n  ON t(a); SELECT ';'";
-        let s = split(sql);
-        assert_eq!(s.len(), 3, "{s:?}");
-        assert_eq!((s[0].line, s[0].end_line), (3, 5));
-        assert_eq!((s[1].line, s[1].end_line), (6, 7));
-        assert_eq!(s[1].one_line(), "CREATE INDEX i ON t(a)");
-        assert_eq!((s[2].line, s[2].text.as_str()), (7, "SELECT ';'"));
     }
 }

@@ -2,5 +2,8 @@
 
 pub mod fault_proxy;
 pub mod harness;
+pub mod iam;
 pub mod moto;
+pub mod pglast;
 pub mod seed;
+pub mod sql_gen;

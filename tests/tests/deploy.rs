@@ -1,55 +1,27 @@
 //! deploy / clean against a moto server on 127.0.0.1: discovery from RDS, least-privilege role,
 //! preflight, dry-run, idempotent re-deploy, updates, and an idempotent clean. Never real AWS.
 
-use serde_json::{Value, json};
+use serde_json::json;
+use tests::iam::read_role;
 use tests::moto::Moto;
 use tests::seed::{add_secrets_manager_endpoint, allow_self, seed, settings};
 use xtask_aws::aws::{Clients, Settings, lambda};
-use xtask_aws::deploy::{Change, SECRET_POLICY_NAME, VPC_ACCESS_POLICY, deploy};
+use xtask_aws::deploy::change::Change;
+use xtask_aws::deploy::desired::{
+    SECRET_POLICY_NAME, VPC_ACCESS_POLICY, code_sha256, trust_policy,
+};
+use xtask_aws::deploy::{DeployReport, deploy};
 
 fn fake_zip(content: &[u8]) -> Vec<u8> {
     xtask::build::zip_bytes(content).unwrap()
 }
 
 async fn role_exists(c: &Clients, name: &str) -> bool {
-    match c.iam.get_role().role_name(name).send().await {
-        Ok(_) => true,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_no_such_entity_exception()) =>
-        {
-            false
-        }
-        Err(e) => panic!("get_role: {e:?}"),
-    }
+    read_role(c, name).await.unwrap().is_some()
 }
 
 async fn function(c: &Clients, name: &str) -> Option<lambda::types::FunctionConfiguration> {
-    xtask_aws::deploy::get_function(c, name).await.unwrap()
-}
-
-fn policy(doc: &str) -> Value {
-    serde_json::from_str(doc)
-        .or_else(|_| serde_json::from_str(&urldecode(doc)))
-        .unwrap()
-}
-
-fn urldecode(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            out.push(
-                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16).unwrap(),
-            );
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
+    xtask_aws::deploy::function::observe(c, name).await.unwrap()
 }
 
 async fn run(
@@ -57,7 +29,7 @@ async fn run(
     s: &Settings,
     zip: &[u8],
     dry_run: bool,
-) -> (anyhow::Result<xtask_aws::deploy::DeployReport>, String) {
+) -> (anyhow::Result<DeployReport>, String) {
     let mut out = Vec::new();
     let res = deploy(c, s, zip, dry_run, &mut out).await;
     let out = String::from_utf8(out).unwrap();
@@ -102,7 +74,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
         vec![
             Change::CreateRole {
                 name: "ca-a2a-lambda-db-init-role".into(),
-                trust_policy: xtask_aws::deploy::trust_policy()
+                trust_policy: trust_policy()
             },
             Change::AttachPolicy {
                 arn: VPC_ACCESS_POLICY.into()
@@ -130,50 +102,21 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
     let (res, out) = run(&c, &s, &zip, false).await;
     res?;
     assert!(out.contains("ready: State=Active"), "{out}");
-    let role = c
-        .iam
-        .get_role()
-        .role_name(&s.role)
-        .send()
-        .await?
-        .role
-        .unwrap();
+    let role = read_role(&c, &s.role).await?.unwrap();
+    assert_eq!(role.trust_policy, trust_policy());
+    assert_eq!(role.attached, vec![VPC_ACCESS_POLICY.to_string()]);
     assert_eq!(
-        policy(role.assume_role_policy_document().unwrap()),
-        xtask_aws::deploy::trust_policy()
+        role.inline,
+        [(SECRET_POLICY_NAME.to_string(), expected_policy.clone())].into()
     );
-    let attached: Vec<String> = c
-        .iam
-        .list_attached_role_policies()
-        .role_name(&s.role)
-        .send()
-        .await?
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn().map(str::to_string))
-        .collect();
-    assert_eq!(attached, vec![VPC_ACCESS_POLICY.to_string()]);
-    let inline = c.iam.list_role_policies().role_name(&s.role).send().await?;
-    assert_eq!(inline.policy_names(), [SECRET_POLICY_NAME.to_string()]);
-    let doc = c
-        .iam
-        .get_role_policy()
-        .role_name(&s.role)
-        .policy_name(SECRET_POLICY_NAME)
-        .send()
-        .await?;
-    assert_eq!(policy(doc.policy_document()), expected_policy);
 
     let f = function(&c, &s.function_name).await.unwrap();
     assert_eq!(f.runtime(), Some(&lambda::types::Runtime::Providedal2023));
     assert_eq!(f.handler(), Some("bootstrap"));
-    assert_eq!(f.role(), Some(role.arn()));
+    assert_eq!(f.role(), Some(role.arn.as_str()));
     assert_eq!(f.architectures(), [lambda::types::Architecture::Arm64]);
     assert_eq!((f.memory_size(), f.timeout()), (Some(128), Some(60)));
-    assert_eq!(
-        f.code_sha256(),
-        Some(xtask_aws::deploy::code_sha256(&zip).as_str())
-    );
+    assert_eq!(f.code_sha256(), Some(code_sha256(&zip).as_str()));
     let env = f.environment().and_then(|e| e.variables()).unwrap();
     let env: std::collections::BTreeMap<_, _> = env.iter().collect();
     let port = "5432".to_string();
@@ -225,10 +168,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
     );
     let f = function(&c, &s.function_name).await.unwrap();
     assert_eq!(f.memory_size(), Some(256));
-    assert_eq!(
-        f.code_sha256(),
-        Some(xtask_aws::deploy::code_sha256(&zip2).as_str())
-    );
+    assert_eq!(f.code_sha256(), Some(code_sha256(&zip2).as_str()));
 
     // Lambda creates the log group on the first invocation; clean must remove it.
     c.logs
@@ -368,7 +308,7 @@ async fn seed_role_is_narrowed_and_customer_key_gets_decrypt() -> anyhow::Result
     c.iam
         .create_role()
         .role_name(&s.role)
-        .assume_role_policy_document(xtask_aws::deploy::trust_policy().to_string())
+        .assume_role_policy_document(trust_policy().to_string())
         .send()
         .await?;
     let rw = "arn:aws:iam::aws:policy/SecretsManagerReadWrite";
@@ -388,29 +328,13 @@ async fn seed_role_is_narrowed_and_customer_key_gets_decrypt() -> anyhow::Result
             .changes
             .contains(&Change::DetachPolicy { arn: rw.into() })
     );
-    let attached: Vec<String> = c
-        .iam
-        .list_attached_role_policies()
-        .role_name(&s.role)
-        .send()
-        .await?
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn().map(str::to_string))
-        .collect();
-    assert_eq!(attached, vec![VPC_ACCESS_POLICY.to_string()]);
-    let doc = c
-        .iam
-        .get_role_policy()
-        .role_name(&s.role)
-        .policy_name(SECRET_POLICY_NAME)
-        .send()
-        .await?;
-    let doc = policy(doc.policy_document());
+    let role = read_role(&c, &s.role).await?.unwrap();
+    assert_eq!(role.attached, vec![VPC_ACCESS_POLICY.to_string()]);
+    let doc = &role.inline[SECRET_POLICY_NAME];
     let statements = doc["Statement"].as_array().unwrap();
     assert_eq!(statements.len(), 2, "{doc}");
     assert_eq!(statements[0]["Action"], "secretsmanager:GetSecretValue");
-    assert_eq!(statements[0]["Resource"], report.secret_arn);
+    assert_eq!(statements[0]["Resource"], report.secret.arn);
     assert_eq!(statements[1]["Action"], "kms:Decrypt");
     assert_eq!(statements[1]["Resource"], key);
 

@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tests::fault_proxy::{AwsError, Fault, FaultProxy, moto_lambda_without_docker, raw_get};
+use tests::iam::read_role;
 use tests::moto::Moto;
 use tests::seed::{REGION, Seeded, add_secrets_manager_endpoint, seed, settings};
 use xtask_aws::aws::{Clients, Settings, lambda};
-use xtask_aws::deploy::{DeployReport, get_function};
+use xtask_aws::deploy::change::Change;
+use xtask_aws::deploy::{DeployReport, function};
 use xtask_aws::retry::Policy;
 
 const FUNCTION_ARN: &str = "arn:aws:lambda:eu-west-3:123456789012:function:ca-a2a-db-init";
@@ -80,7 +82,7 @@ impl Env {
     }
 
     async fn function(&self) -> Option<lambda::types::FunctionConfiguration> {
-        get_function(&self.direct, &self.s.function_name)
+        function::observe(&self.direct, &self.s.function_name)
             .await
             .unwrap()
     }
@@ -193,7 +195,7 @@ async fn update_in_progress_is_waited_out_by_deploy_and_clean() -> anyhow::Resul
     assert_eq!(f.memory_size(), Some(256));
     assert_eq!(
         f.code_sha256(),
-        Some(xtask_aws::deploy::code_sha256(&zip2).as_str())
+        Some(xtask_aws::deploy::desired::code_sha256(&zip2).as_str())
     );
 
     // clean while an update is in progress: DeleteFunction answers 409 twice, then everything goes.
@@ -212,15 +214,7 @@ async fn update_in_progress_is_waited_out_by_deploy_and_clean() -> anyhow::Resul
     assert_eq!(removed.len(), 4, "{removed:?}");
     assert!(out.contains("before DeleteFunction"), "{out}");
     assert!(e.function().await.is_none());
-    assert!(
-        e.direct
-            .iam
-            .get_role()
-            .role_name(&e.s.role)
-            .send()
-            .await
-            .is_err()
-    );
+    assert!(read_role(&e.direct, &e.s.role).await?.is_none());
 
     // Still idempotent.
     let (removed, out, _) = e.clean().await.ok();
@@ -290,10 +284,7 @@ async fn role_not_yet_assumable_is_retried_within_its_bound() -> anyhow::Result<
 
     e.proxy.clear();
     let (report, _, _) = e.deploy(&e.s, &zip(b"\x7fELF")).await.ok();
-    assert_eq!(
-        report.changes,
-        vec![xtask_aws::deploy::Change::CreateFunction]
-    );
+    assert_eq!(report.changes, vec![Change::CreateFunction]);
     assert!(e.function().await.is_some());
     Ok(())
 }
@@ -470,46 +461,8 @@ async fn deployed_state(e: &Env) -> anyhow::Result<Value> {
     for volatile in ["LastModified", "RevisionId"] {
         function.as_object_mut().unwrap().remove(volatile);
     }
-    let iam = &e.direct.iam;
-    let role = iam
-        .get_role()
-        .role_name(&e.s.role)
-        .send()
-        .await?
-        .role
-        .unwrap();
-    let attached: Vec<String> = iam
-        .list_attached_role_policies()
-        .role_name(&e.s.role)
-        .send()
-        .await?
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn().map(str::to_string))
-        .collect();
-    let mut inline = serde_json::Map::new();
-    let names = iam.list_role_policies().role_name(&e.s.role).send().await?;
-    for name in names.policy_names() {
-        let doc = iam
-            .get_role_policy()
-            .role_name(&e.s.role)
-            .policy_name(name)
-            .send()
-            .await?;
-        inline.insert(name.clone(), json!(doc.policy_document()));
-    }
-    Ok(json!({
-        "function": function,
-        "role": {
-            "arn": role.arn(),
-            "path": role.path(),
-            "description": role.description(),
-            "trust_policy": role.assume_role_policy_document(),
-            "max_session_duration": role.max_session_duration(),
-            "attached": attached,
-            "inline": inline,
-        }
-    }))
+    let role = read_role(&e.direct, &e.s.role).await?.unwrap();
+    Ok(json!({"function": function, "role": role.to_json()}))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,9 +482,9 @@ async fn interrupted_first_deploy_converges_to_an_uninterrupted_one() -> anyhow:
             res = e.proxy.wait_for("AttachRolePolicy", 1) => res?,
         }
     }
-    let role = e.direct.iam.get_role().role_name(&e.s.role).send().await;
+    let role = read_role(&e.direct, &e.s.role).await?;
     assert!(
-        role.is_ok(),
+        role.is_some(),
         "the role was not created before the interruption"
     );
     assert!(e.function().await.is_none());
@@ -548,7 +501,7 @@ async fn interrupted_first_deploy_converges_to_an_uninterrupted_one() -> anyhow:
         !report
             .changes
             .iter()
-            .any(|c| matches!(c, xtask_aws::deploy::Change::CreateRole { .. })),
+            .any(|c| matches!(c, Change::CreateRole { .. })),
         "{:?}",
         report.changes
     );

@@ -176,3 +176,40 @@ fn a_sidecar_acceptance_without_reason_or_match_is_reported() {
         ]
     );
 }
+
+#[test]
+fn an_unterminated_body_is_an_error_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("0002_x.sql");
+    std::fs::write(
+        &sql,
+        "CREATE TABLE t (id int);\n\nDO $body$\nBEGIN\n  PERFORM 1;\nEND $bod$;\n",
+    )
+    .unwrap();
+    let r = lint::lint(&[sql]).unwrap();
+    assert_eq!(found(&r), [("error", lint::UNTERMINATED_RULE, 3)]);
+    let text = r.render(false);
+    assert!(
+        text.contains("unterminated dollar-quoted string $body$ starting at line 3"),
+        "{text}"
+    );
+    assert!(text.contains("0002_x.sql:3:1"), "{text}");
+}
+
+#[test]
+fn acceptances_cover_the_statements_psql_sees() {
+    // `\'` in an E'' string is a quote: a splitter that ended the string there would make the rest
+    // of the file one statement starting at line 1, and the acceptance would cover nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("0002_x.sql");
+    std::fs::write(
+        &sql,
+        "COMMENT ON TABLE documents IS E'it\\'s; here';\n\
+         -- init-fn: allow require-concurrent-index-creation -- documents is empty when this runs\n\
+         CREATE INDEX idx_documents_name ON documents (file_name);\n",
+    )
+    .unwrap();
+    let r = lint::lint(&[sql]).unwrap();
+    assert_eq!(found(&r), [], "{}", r.render(true));
+    assert_eq!(r.accepted.len(), 1, "{}", r.render(true));
+}

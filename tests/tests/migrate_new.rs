@@ -30,7 +30,11 @@ fn numbers_the_next_version_and_writes_the_rules() {
     }
     // The header alone is a valid, empty migration: no statements, and the engine keeps its transaction.
     let m = init_fn::migrate::Migration::new(2, "documents_status_index", &header);
-    assert!(init_fn::migrate::split_statements(&header).is_empty());
+    assert!(
+        init_fn::migrate::split_statements(&header)
+            .unwrap()
+            .is_empty()
+    );
     assert!(m.transactional);
     // Other files beside the migrations (the lint sidecar) do not count.
     std::fs::write(dir.path().join("0001_initial_schema.allow"), "").unwrap();

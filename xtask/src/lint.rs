@@ -2,28 +2,31 @@
 //! acceptances that must give a reason. `cargo xtask test` runs it; `cargo xtask deploy` refuses to
 //! ship a binary whose migrations have unaccepted findings.
 
-use std::{
-    fmt::Write as _,
-    path::{Path, PathBuf},
-    process::Command,
-};
+mod acceptance;
+mod report;
+mod squawk;
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
 
-// The function's own statement splitter and classifier (std only), without linking the function.
+use self::acceptance::acceptances;
+pub use self::{
+    acceptance::{ACCEPTANCE_RULE, ALLOW},
+    report::{Accepted, Diagnostic, Level, Report},
+    squawk::{SQUAWK_VERSION, ensure_squawk},
+};
+
+// The function's own statement splitter and lock classifier (std only), without linking the function.
 #[allow(dead_code)]
 #[path = "../../init-fn/src/plan.rs"]
 mod plan;
+#[allow(dead_code)]
+#[path = "../../init-fn/src/sql.rs"]
+mod sql;
 
-/// The squawk release `cargo xtask lint` installs into `.venv` when none is there.
-pub const SQUAWK_VERSION: &str = "2.70.0";
-/// An in-file acceptance: `-- init-fn: allow <rule>[, <rule>] -- <reason>` on the lines before a statement.
-pub const ALLOW: &str = "-- init-fn: allow";
 /// The first line that makes a migration run outside a transaction (as in `init_fn::migrate`).
 const NO_TRANSACTION: &str = "-- init-fn: no-transaction";
-/// Rules the engine makes moot: it sets `statement_timeout` and `lock_timeout` itself on every run.
-const EXCLUDED: &[&str] = &["require-statement-timeout", "require-lock-timeout"];
 /// Rules about what a statement does to a table's existing rows or readers: moot when the file itself
 /// created the table earlier (it is empty and nobody uses it yet).
 const EXISTING_TABLE_RULES: &[&str] = &[
@@ -43,10 +46,10 @@ const EXISTING_TABLE_RULES: &[&str] = &[
     "require-concurrent-index-creation",
     "require-concurrent-index-deletion",
 ];
-/// The rule name of a problem with an acceptance itself.
-pub const ACCEPTANCE_RULE: &str = "init-fn-acceptance";
 /// The rule name of a statement that cannot run in the transaction the engine wraps the file in.
 pub const NO_TRANSACTION_RULE: &str = "init-fn-needs-no-transaction";
+/// The rule name of a file that cannot be split into statements (an unterminated string, comment or body).
+pub const UNTERMINATED_RULE: &str = "init-fn-unterminated";
 
 /// Lint migration files with squawk; exits non-zero on an unaccepted finding
 #[derive(clap::Args)]
@@ -75,114 +78,6 @@ impl Lint {
         }
         Ok(())
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Error,
-    Warning,
-}
-
-/// One problem at one place.
-#[derive(Debug, Clone)]
-pub struct Diagnostic {
-    pub level: Level,
-    pub file: PathBuf,
-    /// 1-based.
-    pub line: usize,
-    pub column: usize,
-    pub rule: String,
-    /// Why it hurts.
-    pub message: String,
-    /// How to fix it.
-    pub help: Vec<String>,
-}
-
-/// A finding the file accepts, with the file's reason.
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    pub file: PathBuf,
-    pub line: usize,
-    pub rule: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Default)]
-pub struct Report {
-    pub files: usize,
-    pub diagnostics: Vec<Diagnostic>,
-    pub accepted: Vec<Accepted>,
-}
-
-impl Report {
-    pub fn errors(&self) -> usize {
-        self.count(Level::Error)
-    }
-
-    pub fn warnings(&self) -> usize {
-        self.count(Level::Warning)
-    }
-
-    fn count(&self, level: Level) -> usize {
-        self.diagnostics.iter().filter(|d| d.level == level).count()
-    }
-
-    /// Compiler-style text: each diagnostic with its source line, then a summary line.
-    pub fn render(&self, verbose: bool) -> String {
-        let mut out = String::new();
-        for d in &self.diagnostics {
-            let level = match d.level {
-                Level::Error => "error",
-                Level::Warning => "warning",
-            };
-            let shown = display(&d.file);
-            let source = std::fs::read_to_string(&d.file).unwrap_or_default();
-            let text = source.lines().nth(d.line.saturating_sub(1)).unwrap_or("");
-            let gutter = " ".repeat(d.line.to_string().len());
-            let _ = writeln!(out, "{level}[{}]: {}", d.rule, d.message);
-            let _ = writeln!(out, "{gutter}--> {shown}:{}:{}", d.line, d.column);
-            let _ = writeln!(out, "{gutter} |");
-            let _ = writeln!(out, "{} | {text}", d.line);
-            let _ = writeln!(out, "{gutter} |");
-            for help in &d.help {
-                let _ = writeln!(out, "{gutter} = {help}");
-            }
-            out.push('\n');
-        }
-        if verbose {
-            for a in &self.accepted {
-                let _ = writeln!(
-                    out,
-                    "accepted[{}]: {}:{}: {}",
-                    a.rule,
-                    display(&a.file),
-                    a.line,
-                    a.reason
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "lint: {} file(s), {} error(s), {} warning(s), {} accepted finding(s){}",
-            self.files,
-            self.errors(),
-            self.warnings(),
-            self.accepted.len(),
-            if verbose || self.accepted.is_empty() {
-                ""
-            } else {
-                " (--verbose lists them)"
-            }
-        );
-        out
-    }
-}
-
-fn display(p: &Path) -> String {
-    p.strip_prefix(crate::project_root())
-        .unwrap_or(p)
-        .display()
-        .to_string()
 }
 
 /// Lints `paths` (files, or directories whose `*.sql` files are linted in name order).
@@ -245,60 +140,32 @@ pub fn gate_deploy(allow_findings: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One finding as squawk's JSON reporter gives it (0-based line and column).
-#[derive(Debug, Deserialize)]
-struct SquawkFinding {
-    line: usize,
-    column: usize,
-    message: String,
-    help: Option<String>,
-    rule_name: String,
-}
-
-/// An acceptance comment, and the statement it applies to.
-struct Acceptance {
-    file: PathBuf,
-    line: usize,
-    rules: Vec<String>,
-    reason: String,
-    /// First line of the statement it covers (the next one after the comment).
-    statement: Option<(usize, usize)>,
-    used: bool,
-}
-
-fn lint_file(squawk: &Path, file: &Path, report: &mut Report) -> anyhow::Result<()> {
+fn lint_file(squawk_bin: &Path, file: &Path, report: &mut Report) -> anyhow::Result<()> {
     let sql =
         std::fs::read_to_string(file).with_context(|| format!("lint: read {}", file.display()))?;
     let transactional = sql.lines().next().map(str::trim) != Some(NO_TRANSACTION);
-    let statements = plan::split(&sql);
+    let statements = match sql::split(&sql) {
+        Ok(statements) => statements,
+        Err(err) => {
+            // What follows the unclosed construct cannot be read as statements: nothing else to check.
+            report.diagnostics.push(Diagnostic {
+                level: Level::Error,
+                file: file.to_path_buf(),
+                line: err.line,
+                column: 1,
+                rule: UNTERMINATED_RULE.to_string(),
+                message: err.to_string(),
+                help: vec![
+                    "help: psql and the engine would run the rest of the file as part of it: close it"
+                        .to_string(),
+                ],
+            });
+            return Ok(());
+        }
+    };
     let mut acceptances = acceptances(&sql, &statements, file, report);
 
-    let mut args = vec!["--reporter".to_string(), "json".to_string()];
-    args.push(format!("--exclude={}", EXCLUDED.join(",")));
-    if transactional {
-        // The engine wraps the file in one transaction: squawk then knows what the file created.
-        args.push("--assume-in-transaction".to_string());
-    }
-    let out = Command::new(squawk)
-        .args(&args)
-        .arg(file)
-        .output()
-        .with_context(|| format!("lint: run {}", squawk.display()))?;
-    if !matches!(out.status.code(), Some(0) | Some(1)) {
-        bail!(
-            "lint: squawk failed on {} ({}): {}",
-            file.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let findings: Vec<SquawkFinding> = if stdout.trim().is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(&stdout)
-            .with_context(|| format!("lint: squawk's JSON for {}: {stdout}", file.display()))?
-    };
+    let findings = squawk::findings(squawk_bin, file, transactional)?;
 
     for f in findings {
         let line = f.line + 1;
@@ -403,7 +270,7 @@ fn needs_no_transaction(statement: &str) -> bool {
 }
 
 /// Whether every table `s` locks was created by an earlier statement of the same file.
-fn targets_only_tables_created_before(s: &plan::Statement, all: &[plan::Statement]) -> bool {
+fn targets_only_tables_created_before(s: &sql::Statement, all: &[sql::Statement]) -> bool {
     let created: Vec<String> = all
         .iter()
         .take_while(|x| x.line < s.line)
@@ -415,78 +282,6 @@ fn targets_only_tables_created_before(s: &plan::Statement, all: &[plan::Statemen
             plan::On::Table(t) => created.contains(t),
             plan::On::TableOfIndex(_) => false,
         })
-}
-
-/// Parses the acceptance comments of a file; one without a reason is an error right away.
-fn acceptances(
-    sql: &str,
-    statements: &[plan::Statement],
-    file: &Path,
-    report: &mut Report,
-) -> Vec<Acceptance> {
-    let mut out = Vec::new();
-    // An applied migration's bytes never change (its checksum is in the ledger): its acceptances
-    // live beside it, in `NNNN_name.allow`, as `allow <rule> -- <reason>` lines covering the file.
-    let sidecar = file.with_extension("allow");
-    let sidecar_text = std::fs::read_to_string(&sidecar).unwrap_or_default();
-    let in_sidecar = sidecar_text
-        .lines()
-        .enumerate()
-        .filter_map(|(i, l)| Some((i, l.trim().strip_prefix("allow ")?, true)));
-    let in_file = sql
-        .lines()
-        .enumerate()
-        .filter_map(|(i, l)| Some((i, l.trim().strip_prefix(ALLOW)?, false)));
-    for (i, rest, whole_file) in in_file.chain(in_sidecar) {
-        let file = if whole_file { &sidecar } else { file };
-        let line = i + 1;
-        let (rules, reason) = rest.split_once("--").unwrap_or((rest, ""));
-        let rules: Vec<String> = rules
-            .split(',')
-            .map(|r| r.trim().to_string())
-            .filter(|r| !r.is_empty())
-            .collect();
-        let reason = reason.trim().to_string();
-        if reason.is_empty() || rules.is_empty() {
-            report.diagnostics.push(Diagnostic {
-                level: Level::Error,
-                file: file.to_path_buf(),
-                line,
-                column: 1,
-                rule: ACCEPTANCE_RULE.to_string(),
-                message: if rules.is_empty() {
-                    "acceptance names no rule".to_string()
-                } else {
-                    format!("acceptance of {} gives no reason", rules.join(", "))
-                },
-                help: vec![format!(
-                    "help: write `{ALLOW} {} -- <why it is safe here>`: a reviewer must see why",
-                    if rules.is_empty() {
-                        "<rule>".to_string()
-                    } else {
-                        rules.join(", ")
-                    }
-                )],
-            });
-        }
-        let statement = if whole_file {
-            Some((1, usize::MAX))
-        } else {
-            statements
-                .iter()
-                .find(|s| s.line > line)
-                .map(|s| (s.line, s.end_line))
-        };
-        out.push(Acceptance {
-            file: file.to_path_buf(),
-            line,
-            rules,
-            reason,
-            statement,
-            used: false,
-        });
-    }
-    out
 }
 
 /// What to do about a rule in this project, beyond squawk's own help.
@@ -509,43 +304,4 @@ fn hint(rule: &str, transactional: bool) -> Option<String> {
         ),
         _ => None,
     }
-}
-
-/// The squawk binary: `.venv/bin/squawk`, then `squawk` on PATH, else installed into `.venv` from PyPI.
-pub fn ensure_squawk() -> anyhow::Result<PathBuf> {
-    let root = crate::project_root();
-    let venv = root.join(".venv");
-    let in_venv = venv.join("bin/squawk");
-    if in_venv.exists() {
-        return Ok(in_venv);
-    }
-    if Command::new("squawk")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return Ok(PathBuf::from("squawk"));
-    }
-    eprintln!("lint: squawk not found; installing squawk-cli {SQUAWK_VERSION} into .venv");
-    let install = || -> anyhow::Result<()> {
-        if !venv.join("bin/pip").exists() {
-            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        }
-        run(Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("squawk-cli=={SQUAWK_VERSION}")))
-    };
-    install().context(
-        "lint: squawk is missing and installing it failed; install it with \
-         `python3 -m venv .venv && .venv/bin/pip install squawk-cli`",
-    )?;
-    Ok(in_venv)
-}
-
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("run {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?}: {status}");
-    }
-    Ok(())
 }

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use anyhow::Context;
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 
 use crate::retry::Policy;
 use xtask::build::Arch;
@@ -290,36 +289,6 @@ impl Clients {
 }
 
 pub use xtask::runtime;
-
-/// The service error's code and message, or the transport error, in one line; a throttling or 5xx
-/// answer says the retry budget is spent.
-pub fn describe<E>(err: &SdkError<E, lambda::config::http::HttpResponse>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    use aws_sdk_lambda::operation::RequestId;
-    let budget = if crate::retry::is_retryable(err) {
-        " (still failing after every attempt of the retry budget)"
-    } else {
-        ""
-    };
-    let text = match err.as_service_error() {
-        Some(e) => {
-            let text = match (e.code(), e.message()) {
-                (Some(code), Some(message)) => format!("{code}: {message}"),
-                (Some(code), None) => code.to_string(),
-                _ => xtask::error::chain(e),
-            };
-            match e.meta().request_id() {
-                Some(id) => format!("{text} (request id {id})"),
-                None => text,
-            }
-        }
-        // The transport's causes in words (`dispatch failure: io error: ...`), no Debug tail.
-        None => xtask::error::chain(err),
-    };
-    format!("{text}{budget}")
-}
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,8 @@
 use anyhow::Context;
 use xshell::Shell;
 
-use crate::aws::{self, Clients, Settings, SettingsArgs, describe};
+use crate::aws::{self, Clients, Settings, SettingsArgs};
+use crate::aws_error::describe;
 
 /// Delete the function, its log group and its role (the RDS instance and the secret are untouched)
 #[derive(clap::Args, Default)]
@@ -49,7 +50,10 @@ pub async fn clean(
     let c = &c.for_command();
     let name = &s.function_name;
     let req = c.lambda.delete_function().function_name(name);
-    let deleted = crate::retry::lambda_call(c, name, "DeleteFunction", out, || req.clone().send())
+    let deleted =
+        crate::retry::lambda_call(&c.lambda, &c.policy, name, "DeleteFunction", out, || {
+            req.clone().send()
+        })
         .await
         .context("clean: delete function")?;
     let existed = match deleted {

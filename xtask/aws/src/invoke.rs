@@ -8,7 +8,8 @@ use base64::Engine;
 use serde_json::Value;
 use xshell::Shell;
 
-use crate::aws::{self, Clients, Settings, SettingsArgs, describe, lambda};
+use crate::aws::{self, Clients, Settings, SettingsArgs, lambda};
+use crate::aws_error::describe;
 use crate::log_view::{Event, Filter, View};
 
 /// Invoke the deployed function and print its report and log tail
@@ -193,24 +194,26 @@ pub async fn invoke(
         .function_name(function)
         .log_type(lambda::types::LogType::Tail)
         .payload(lambda::primitives::Blob::new(event));
-    let out = crate::retry::lambda_call(c, function, "Invoke", out, || req.clone().send())
-        .await
-        .with_context(|| format!("invoke {function}"))?
-        .map_err(|e| {
-            let throttled = e
-                .as_service_error()
-                .is_some_and(|e| e.is_too_many_requests_exception());
-            anyhow::anyhow!(
-                "invoke {function} (lambda Invoke): {}{}",
-                describe(&e),
-                if throttled {
-                    "; Lambda is throttling this function (its concurrency or the account's is \
+    let out = crate::retry::lambda_call(&c.lambda, &c.policy, function, "Invoke", out, || {
+        req.clone().send()
+    })
+    .await
+    .with_context(|| format!("invoke {function}"))?
+    .map_err(|e| {
+        let throttled = e
+            .as_service_error()
+            .is_some_and(|e| e.is_too_many_requests_exception());
+        anyhow::anyhow!(
+            "invoke {function} (lambda Invoke): {}{}",
+            describe(&e),
+            if throttled {
+                "; Lambda is throttling this function (its concurrency or the account's is \
                      used up): try again later"
-                } else {
-                    ""
-                }
-            )
-        })?;
+            } else {
+                ""
+            }
+        )
+    })?;
     let log_tail = match out.log_result() {
         Some(b64) => Some(
             String::from_utf8_lossy(

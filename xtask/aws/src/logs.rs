@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use xshell::Shell;
 
-use crate::aws::{self, Clients, Settings, SettingsArgs, describe};
+use crate::aws::{self, Clients, Settings, SettingsArgs};
+use crate::aws_error::describe;
 use crate::log_view::{Event, Filter, Level, View, grouped};
 
 /// Show the function's log lines, grouped by invocation (START … REPORT), failures marked

@@ -5,7 +5,8 @@ use std::fmt;
 
 use anyhow::{Context, bail};
 
-use crate::aws::{Clients, Settings, describe, ec2};
+use crate::aws::{Clients, Settings, ec2};
+use crate::aws_error::describe;
 
 /// What the RDS instance says about where it lives, and where the function will run.
 #[derive(Clone, Debug, PartialEq, Eq)]

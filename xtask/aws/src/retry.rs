@@ -2,14 +2,16 @@
 //! retries for throttling and 5xx (an explicit attempt budget), Lambda's 409 "an update is in
 //! progress" (wait until the function settles, then call again), IAM propagation of a role Lambda
 //! cannot assume yet (call again), and waits that are named, bounded and print their progress.
+//! Below the clients: it takes the Lambda client it polls, never the command's `Clients`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use aws_sdk_lambda as lambda;
 use aws_sdk_lambda::config::http::HttpResponse;
 use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 
-use crate::aws::{Clients, describe, lambda};
+use crate::aws_error::{describe, is_conflict, is_role_propagation};
 
 /// Says on stderr each retry the SDK makes (after throttling or a 5xx): which API, which attempt.
 #[derive(Debug)]
@@ -65,7 +67,7 @@ pub struct Policy {
     pub propagation: Duration,
     /// One deploy or clean in all: no wait runs past it.
     pub command: Duration,
-    /// When the running command's budget ends (see [`Clients::for_command`]).
+    /// When the running command's budget ends (see `Clients::for_command`).
     pub deadline: Option<Instant>,
 }
 
@@ -197,47 +199,12 @@ impl Wait {
     }
 }
 
-/// Lambda's 409 for an update or the creation of the function still being applied (the same code
-/// also says "Function already exist", which waiting does not change).
-pub fn is_conflict<E: ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("ResourceConflictException")
-        && !e.message().is_some_and(|m| m.contains("already exist"))
-}
-
-/// Lambda cannot assume a role IAM has not propagated yet: "The role defined for the function cannot
-/// be assumed by Lambda", or its VPC permissions not visible yet ("... does not have permissions to
-/// call CreateNetworkInterface on EC2").
-pub fn is_role_propagation<E: ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("InvalidParameterValueException")
-        && e.message().is_some_and(|m| {
-            m.contains("cannot be assumed") || m.contains("does not have permissions to call")
-        })
-}
-
-/// A throttling or 5xx answer: the SDK retried it until its attempt budget was spent.
-pub fn is_retryable<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
-    const THROTTLING: &[&str] = &[
-        "Throttling",
-        "ThrottlingException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "EC2ThrottledException",
-        "SlowDown",
-    ];
-    let code = err.as_service_error().and_then(|e| e.code());
-    code.is_some_and(|c| THROTTLING.contains(&c))
-        || err
-            .raw_response()
-            .is_some_and(|r| r.status().as_u16() >= 500)
-}
-
 /// Calls Lambda with `send` until the answer is one a retry cannot change, and returns it: after a
 /// 409 (an update in progress, a function still Pending) it waits until the function has settled and
 /// calls again; while IAM has not propagated the role it calls again. Both bounded by the policy.
 pub async fn lambda_call<T, E, Fut>(
-    c: &Clients,
+    lambda: &lambda::Client,
+    policy: &Policy,
     function: &str,
     api: &str,
     out: &mut dyn std::io::Write,
@@ -256,22 +223,22 @@ where
         };
         if is_conflict(e) {
             let w = conflict.get_or_insert_with(|| {
-                c.policy.wait(
+                policy.wait(
                     format!(
                         "{function} to settle (no creation or update in progress) before {api}"
                     ),
-                    c.policy.conflict,
+                    policy.conflict,
                 )
             });
             w.progress(out, "Lambda answers 409 ResourceConflictException")?;
-            wait_settled(c, function, w, out).await?;
+            wait_settled(lambda, function, w, out).await?;
             continue;
         }
         if is_role_propagation(e) {
             let w = propagation.get_or_insert_with(|| {
-                c.policy.wait(
+                policy.wait(
                     format!("IAM to let Lambda assume the role ({api})"),
-                    c.policy.propagation,
+                    policy.propagation,
                 )
             });
             if w.expired() {
@@ -294,15 +261,14 @@ where
 /// Waits (within `w`) until the function is neither Pending nor InProgress; a function that no
 /// longer exists has settled too.
 async fn wait_settled(
-    c: &Clients,
+    lambda: &lambda::Client,
     function: &str,
     w: &mut Wait,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
     use lambda::types::{LastUpdateStatus, State};
     loop {
-        let cfg = match c
-            .lambda
+        let cfg = match lambda
             .get_function_configuration()
             .function_name(function)
             .send()
@@ -343,29 +309,6 @@ pub fn state_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_lambda::error::ErrorMetadata;
-
-    fn error(code: &str, message: &str) -> ErrorMetadata {
-        ErrorMetadata::builder().code(code).message(message).build()
-    }
-
-    #[test]
-    fn waitable_errors_are_told_apart_from_final_ones() {
-        let in_progress = error(
-            "ResourceConflictException",
-            "The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:eu-west-3:1:function:f",
-        );
-        let exists = error("ResourceConflictException", "Function already exist: f");
-        let role = error(
-            "InvalidParameterValueException",
-            "The role defined for the function cannot be assumed by Lambda.",
-        );
-        let bad = error("InvalidParameterValueException", "Unsupported runtime");
-        assert!(is_conflict(&in_progress) && !is_role_propagation(&in_progress));
-        assert!(!is_conflict(&exists));
-        assert!(is_role_propagation(&role) && !is_conflict(&role));
-        assert!(!is_role_propagation(&bad));
-    }
 
     #[test]
     fn a_wait_reports_changes_and_ends_at_the_earlier_of_its_bound_and_the_deadline() {
