@@ -7,12 +7,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio_postgres::{Client, GenericClient, Transaction};
+use tokio_postgres::{Client, Transaction};
 
 use crate::{
     db,
     error::{InitError, one_line},
-    migrate::{LEDGER, Migration, Options, split_statements, unsplittable},
+    ledger::record,
+    migration::{Migration, Options, split_statements, unsplittable},
 };
 
 /// Attempts of one migration (the first included) when a lock wait, serialization failure or
@@ -238,29 +239,6 @@ async fn rollback(tx: Transaction<'_>, options: &Options) {
     {
         tracing::warn!("rollback got no answer in time; closing the session ends the transaction");
     }
-}
-
-/// Writes the ledger row of `m`.
-async fn record(
-    client: &impl GenericClient,
-    m: &Migration,
-    ms: u64,
-    options: &Options,
-) -> Result<u64, tokio_postgres::Error> {
-    client
-        .execute(
-            &format!(
-                "INSERT INTO {LEDGER} (version, name, checksum, duration_ms, applied_by) VALUES ($1, $2, $3, $4, $5)"
-            ),
-            &[
-                &(m.version as i32),
-                &m.name,
-                &m.checksum,
-                &(ms as i64),
-                &options.applied_by,
-            ],
-        )
-        .await
 }
 
 /// The session that holds a lock on a table `statement` names, longest in its transaction first:

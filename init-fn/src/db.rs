@@ -2,10 +2,14 @@
 //! sorted into `Connect`, `Tls` and `Auth`, and a session the server abandons (locks released) soon
 //! after the function dies: keepalives both ways and `client_connection_check_interval`.
 
-use std::{error::Error as _, sync::Once, time::Duration};
+use std::{
+    error::Error as _,
+    sync::{Arc, Mutex, Once},
+    time::Duration,
+};
 
 use postgres_native_tls::MakeTlsConnector;
-use tokio_postgres::{CancelToken, Client, config::SslMode as PgSslMode};
+use tokio_postgres::{AsyncMessage, CancelToken, Client, config::SslMode as PgSslMode};
 
 use crate::{
     config::SslMode,
@@ -80,8 +84,37 @@ fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<native_tls::Certificate>, InitErro
     Ok(certs)
 }
 
+/// A notice the server sent on the session (`relation "x" already exists, skipping`, SQLSTATE 42P07).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub code: String,
+    pub message: String,
+}
+
+/// The session's notices in arrival order, collected by its connection task. The task handles a
+/// notice before the replies that follow it, so a statement's notices are here once it returns.
+#[derive(Debug, Clone, Default)]
+pub struct Notices(Arc<Mutex<Vec<Notice>>>);
+
+impl Notices {
+    fn push(&self, notice: Notice) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(notice);
+    }
+
+    /// The notices since the last call.
+    pub fn take(&self) -> Vec<Notice> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 /// Connects and spawns the connection task; the session ends when the returned client drops.
-pub async fn connect(target: &Target, tls: MakeTlsConnector) -> Result<Client, InitError> {
+pub async fn connect(
+    target: &Target,
+    tls: MakeTlsConnector,
+) -> Result<(Client, Notices), InitError> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(&target.host)
@@ -103,7 +136,7 @@ pub async fn connect(target: &Target, tls: MakeTlsConnector) -> Result<Client, I
     let where_ = format!("{}:{}/{}", target.host, target.port, target.dbname);
     // The driver's own timeout covers each address; this bounds DNS and the whole handshake too.
     let attempt = tokio::time::timeout(target.connect_timeout, config.connect(tls)).await;
-    let (client, connection) = match attempt {
+    let (client, mut connection) = match attempt {
         Err(_) => {
             return Err(InitError::Connect(format!(
                 "{where_}: no answer within {} s (DB_CONNECT_TIMEOUT_S); check the security groups and the host",
@@ -113,15 +146,28 @@ pub async fn connect(target: &Target, tls: MakeTlsConnector) -> Result<Client, I
         Ok(Err(err)) => return Err(classify(&where_, &target.user, &err)),
         Ok(Ok(pair)) => pair,
     };
+    let notices = Notices::default();
+    let sink = notices.clone();
     tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::warn!(error = %one_line(&err.to_string()), "database connection closed with an error");
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notice(n))) => sink.push(Notice {
+                    code: n.code().code().to_string(),
+                    message: n.message().to_string(),
+                }),
+                Some(Ok(_)) => {}
+                Some(Err(err)) => {
+                    tracing::warn!(error = %one_line(&err.to_string()), "database connection closed with an error");
+                    break;
+                }
+                None => break,
+            }
         }
     });
     watch_for_client_death(&client).await.map_err(|e| {
         InitError::Connect(one_line(&format!("{where_}: preparing the session: {e}")))
     })?;
-    Ok(client)
+    Ok((client, notices))
 }
 
 /// First server version with `client_connection_check_interval`.

@@ -92,6 +92,18 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     line
 }
 
+/// A failed bookkeeping query (not a migration's own SQL): `Connect`, with the server's reason.
+pub fn query_error(what: &str, err: tokio_postgres::Error) -> InitError {
+    match err.as_db_error() {
+        Some(db) => InitError::Connect(one_line(&format!(
+            "{what}: {} (SQLSTATE {})",
+            db.message(),
+            db.code().code()
+        ))),
+        None => InitError::Connect(one_line(&format!("{what}: {err}"))),
+    }
+}
+
 /// Collapses whitespace runs (newlines included) so every message fits one log line.
 pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")

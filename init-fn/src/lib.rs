@@ -1,14 +1,20 @@
 //! `init-fn`: brings the `documents_db` schema up to date from inside the VPC. `handle` is the whole
-//! invocation: event → secret → TLS session → migration engine → report.
+//! invocation: event → secret → TLS session → migration engine → report (→ a custom resource's answer).
 
 pub mod apply;
+pub mod catalog;
 pub mod config;
+pub mod custom_resource;
 pub mod db;
 pub mod deadline;
 pub mod error;
+pub mod event;
+pub mod ledger;
 pub mod log;
 pub mod metrics;
 pub mod migrate;
+pub mod migration;
+pub mod objects;
 pub mod pending;
 pub mod plan;
 pub mod report;
@@ -19,10 +25,15 @@ pub mod sql;
 use std::{sync::OnceLock, time::SystemTime};
 
 use postgres_native_tls::MakeTlsConnector;
-use serde::Deserialize;
+use serde::Serialize;
 
 pub use crate::{
-    config::Config, deadline::Deadline, error::InitError, report::Action, report::Report,
+    config::Config,
+    deadline::Deadline,
+    error::InitError,
+    event::{Request, Work},
+    report::Action,
+    report::Report,
 };
 
 /// What every invocation shares, built once at cold start.
@@ -31,6 +42,7 @@ pub struct State {
     ready: Result<Ready, InitError>,
     secrets: aws_sdk_secretsmanager::Client,
     migrations: Vec<migrate::Migration>,
+    answers: custom_resource::Client,
 }
 
 struct Ready {
@@ -59,61 +71,113 @@ impl State {
             ready,
             secrets,
             migrations,
+            answers: custom_resource::Client::default(),
+        }
+    }
+
+    /// The configured database's name (the default when unset or the configuration is bad).
+    fn database(&self) -> String {
+        self.ready
+            .as_ref()
+            .ok()
+            .and_then(|ready| ready.config.dbname.clone())
+            .unwrap_or_else(|| config::DEFAULT_DBNAME.to_string())
+    }
+}
+
+/// What an invocation returns: the run's report, or the note that a deletion ran nothing.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Report(Report),
+    Kept(Kept),
+}
+
+/// A CloudFormation Delete or a Terraform delete: the schema is kept, nothing is touched.
+#[derive(Debug, Serialize)]
+pub struct Kept {
+    pub status: &'static str,
+    pub database: String,
+    pub reason: String,
+}
+
+impl Response {
+    /// The report, when something ran.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            Response::Report(report) => Some(report),
+            Response::Kept(_) => None,
         }
     }
 }
 
-/// The event: `{}` / `null` → apply; `{"action": "..."}`; `"exact_counts": true` with verify only.
-#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Request {
-    #[serde(default)]
-    pub action: Option<Action>,
-    #[serde(default)]
-    pub exact_counts: bool,
-}
-
-/// Parses the event; anything but the documented shapes is `InvalidEvent`.
-pub fn parse_request(event: serde_json::Value) -> Result<Request, InitError> {
-    if event.is_null() {
-        return Ok(Request::default());
-    }
-    let request: Request = serde_json::from_value(event).map_err(|e| {
-        InitError::InvalidEvent(error::one_line(&format!(
-            "{e}; expected {{}} or {{\"action\": \"apply\"|\"plan\"|\"status\"|\"verify\"}}"
-        )))
-    })?;
-    if request.exact_counts && request.action != Some(Action::Verify) {
-        return Err(InitError::InvalidEvent(
-            "\"exact_counts\" is only accepted with {\"action\": \"verify\"}".to_string(),
-        ));
-    }
-    Ok(request)
-}
-
-/// The action of an event (see [`parse_request`]).
-pub fn parse_event(event: serde_json::Value) -> Result<Action, InitError> {
-    Ok(parse_request(event)?.action.unwrap_or(Action::Apply))
-}
-
-/// One invocation; `deadline` is the Lambda context's (`None`: no limit).
+/// One invocation; `deadline` is the Lambda context's (`None`: no limit). A custom-resource request
+/// is answered on its `ResponseURL` whatever the outcome, then the outcome is returned as usual.
 pub async fn handle(
     state: &State,
     event: serde_json::Value,
     request_id: &str,
     deadline: Option<SystemTime>,
-) -> Result<Report, InitError> {
-    let request = parse_request(event)?;
-    let action = request.action.unwrap_or(Action::Apply);
+) -> Result<Response, InitError> {
+    handle_parsed(state, event::parse(event), request_id, deadline).await
+}
+
+/// [`handle`] for an event already parsed (the bootstrap reads its action for the metrics first).
+pub async fn handle_parsed(
+    state: &State,
+    event: event::Event,
+    request_id: &str,
+    deadline: Option<SystemTime>,
+) -> Result<Response, InitError> {
+    let Some(reply) = event.reply else {
+        return respond(state, event.request?, request_id, deadline).await;
+    };
+    // The work stops early enough for the answer to be sent before Lambda's deadline.
+    let work_deadline = deadline.map(|d| d - custom_resource::ANSWER_WINDOW);
+    let outcome = match event.request {
+        Ok(request) => respond(state, request, request_id, work_deadline).await,
+        Err(err) => Err(err),
+    };
+    let answered = match &outcome {
+        Ok(Response::Report(report)) => custom_resource::Outcome::Ran(report),
+        Ok(Response::Kept(_)) => custom_resource::Outcome::Kept,
+        Err(err) => custom_resource::Outcome::Failed(err),
+    };
+    let database = match &outcome {
+        Ok(Response::Report(report)) => report.database.clone(),
+        _ => state.database(),
+    };
+    custom_resource::answer(&state.answers, &reply, &answered, &database, deadline).await;
+    outcome
+}
+
+/// The request's work under the invocation's deadline.
+async fn respond(
+    state: &State,
+    request: Request,
+    request_id: &str,
+    deadline: Option<SystemTime>,
+) -> Result<Response, InitError> {
+    let Work::Run(action) = request.work else {
+        let caller = request.caller.describe();
+        tracing::info!(%caller, "a deletion: the schema is kept, nothing runs");
+        return Ok(Response::Kept(Kept {
+            status: "skipped",
+            database: state.database(),
+            reason: format!("{caller}: a deletion never drops the schema; nothing was run"),
+        }));
+    };
     let ready = state.ready.as_ref().map_err(InitError::clone)?;
     let deadline = Deadline::new(deadline, ready.config.deadline_margin);
     let cancel = OnceLock::new();
-    let run = invocation(state, ready, &request, request_id, deadline, &cancel);
+    let run = invocation(
+        state, ready, action, &request, request_id, deadline, &cancel,
+    );
     let Some(hard) = deadline.hard() else {
-        return run.await;
+        return run.await.map(Response::Report);
     };
     match tokio::time::timeout_at(hard, run).await {
-        Ok(result) => result,
+        Ok(result) => result.map(Response::Report),
         // The last resort when a step outside the migrations (secret, connect, inventory) hangs:
         // answer Lambda before it kills us, and stop the server's statement (its locks) too.
         Err(_) => {
@@ -133,13 +197,13 @@ pub async fn handle(
 async fn invocation(
     state: &State,
     ready: &Ready,
+    action: Action,
     request: &Request,
     request_id: &str,
     deadline: Deadline,
     cancel: &OnceLock<db::Canceller>,
 ) -> Result<Report, InitError> {
     let config = &ready.config;
-    let action = request.action.unwrap_or(Action::Apply);
     tracing::info!(?action, secret_id = %config.secret_id, "fetching the database secret");
     let secret = secret::fetch(&state.secrets, &config.secret_id).await?;
     let target = db::Target {
@@ -162,7 +226,7 @@ async fn invocation(
         connect_timeout: config.connect_timeout,
     };
     tracing::info!(host = %target.host, port = target.port, db = %target.dbname, sslmode = target.sslmode.as_str(), "connecting");
-    let mut client = db::connect(&target, ready.tls.clone()).await?;
+    let (mut client, notices) = db::connect(&target, ready.tls.clone()).await?;
     let canceller = cancel.get_or_init(|| db::Canceller::new(&client, ready.tls.clone()));
     let options = migrate::Options {
         lock_timeout: config.lock_timeout,
@@ -173,49 +237,7 @@ async fn invocation(
         applied_by: format!("init-fn {} request {request_id}", env!("CARGO_PKG_VERSION")),
         exact_counts: request.exact_counts,
     };
-    let report = migrate::run(&mut client, &state.migrations, action, &options).await?;
+    let report = migrate::run(&mut client, &notices, &state.migrations, action, &options).await?;
     tracing::info!(ms = report.duration_ms, "done");
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn events() {
-        assert_eq!(parse_event(json!({})).unwrap(), Action::Apply);
-        assert_eq!(parse_event(json!(null)).unwrap(), Action::Apply);
-        assert_eq!(
-            parse_event(json!({"action": "plan"})).unwrap(),
-            Action::Plan
-        );
-        assert_eq!(
-            parse_event(json!({"action": "status"})).unwrap(),
-            Action::Status
-        );
-        assert_eq!(
-            parse_event(json!({"action": "verify"})).unwrap(),
-            Action::Verify
-        );
-        assert!(
-            parse_request(json!({"action": "verify", "exact_counts": true}))
-                .unwrap()
-                .exact_counts
-        );
-        for bad in [
-            json!({"action": "drop"}),
-            json!({"action": "apply", "exact_counts": true}),
-            json!({"exact_counts": true}),
-            json!({"action": 5}),
-            json!({"actoin": "apply"}),
-            json!("apply"),
-            json!([1, 2]),
-        ] {
-            let err = parse_event(bad.clone()).unwrap_err();
-            assert_eq!(err.error_type(), "InvalidEvent", "{bad}");
-            assert!(!err.one_line().contains('\n'));
-        }
-    }
 }

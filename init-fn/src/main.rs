@@ -3,7 +3,7 @@
 use std::time::{Instant, SystemTime};
 
 use init_fn::{
-    Config, InitError, Report, State, handle, log,
+    Config, InitError, Request, Response, State, Work, event, handle_parsed, log,
     metrics::{Invocation, Metrics},
     migrate, secret,
 };
@@ -32,28 +32,26 @@ async fn invoke(
     state: &State,
     metrics: &Metrics,
     event: LambdaEvent<serde_json::Value>,
-) -> Result<Report, InitError> {
+) -> Result<Response, InitError> {
     let started = Instant::now();
     let LambdaEvent { payload, context } = event;
-    let asked = payload.clone();
-    let result = handle(
-        state,
-        payload,
-        &context.request_id,
-        Some(context.deadline()),
-    )
-    .await;
+    let event = event::parse(payload);
+    let action = match &event.request {
+        Ok(Request {
+            work: Work::Run(action),
+            ..
+        }) => Some(*action),
+        _ => None,
+    };
+    let result = handle_parsed(state, event, &context.request_id, Some(context.deadline())).await;
     if let Err(err) = &result {
         log::failure(err);
     }
     metrics.write(&Invocation {
         function_name: &context.env_config.function_name,
         request_id: &context.request_id,
-        action: match &result {
-            Ok(report) => Some(report.action),
-            Err(_) => init_fn::parse_event(asked).ok(),
-        },
-        result: result.as_ref().map(Some),
+        action,
+        result: result.as_ref().map(Response::report),
         duration: started.elapsed(),
         at: SystemTime::now(),
     });

@@ -4,6 +4,15 @@
 
 use std::fmt;
 
+#[path = "plan_alter_table.rs"]
+mod alter_table;
+#[path = "plan_words.rs"]
+mod words;
+
+use alter_table::alter_table;
+pub use words::name;
+use words::{after, assigned, list, references, skip, tokens};
+
 /// Table lock modes, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LockMode {
@@ -31,6 +40,15 @@ impl LockMode {
         }
     }
 
+    /// The mode `pg_locks.mode` names (`AccessExclusiveLock`).
+    pub fn from_pg_locks(mode: &str) -> Option<LockMode> {
+        ALL.into_iter().find(|m| {
+            m.as_str()
+                .replace(' ', "")
+                .eq_ignore_ascii_case(mode.trim_end_matches("Lock"))
+        })
+    }
+
     /// What the lock stops others from doing while it is held.
     pub fn blocks(self) -> &'static str {
         match self {
@@ -43,6 +61,17 @@ impl LockMode {
         }
     }
 }
+
+const ALL: [LockMode; 8] = [
+    LockMode::AccessShare,
+    LockMode::RowShare,
+    LockMode::RowExclusive,
+    LockMode::ShareUpdateExclusive,
+    LockMode::Share,
+    LockMode::ShareRowExclusive,
+    LockMode::Exclusive,
+    LockMode::AccessExclusive,
+];
 
 impl fmt::Display for LockMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -58,28 +87,78 @@ pub enum On {
     TableOfIndex(String),
 }
 
-/// A lock a statement takes.
+/// A lock a statement takes on a relation it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lock {
     pub mode: LockMode,
     pub on: On,
 }
 
+/// Tables a statement locks without naming them: found through the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// The tables the foreign keys of this table reference.
+    ReferencedBy(String),
+    /// The tables whose foreign keys reference this table.
+    Referencing(String),
+    /// The table a constraint of `table` references, when it is a foreign key.
+    ReferencedByConstraint { table: String, constraint: String },
+    /// The tables a (materialized) view reads.
+    ReadBy(String),
+    /// The row checks and actions of foreign keys when rows of `table` change: `ROW SHARE` on a
+    /// checked table, `ROW EXCLUSIVE` where an `ON DELETE|UPDATE CASCADE|SET …` action writes.
+    RowChanges { table: String, change: RowChange },
+}
+
+/// What happens to rows, for foreign-key row checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowChange {
+    Insert,
+    /// The columns `SET` assigns.
+    Update(Vec<String>),
+    Delete,
+}
+
+/// A lock on tables found through the catalog (`mode` is unused for [`Link::RowChanges`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linked {
+    pub mode: LockMode,
+    pub via: Link,
+}
+
 /// What a statement does, as far as locks and created tables go.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Effect {
     /// `CREATE TABLE name`.
     pub creates_table: Option<String>,
     /// Locks on other relations than the one it creates, strongest per relation.
     pub locks: Vec<Lock>,
+    /// Locks on tables the catalog links to those.
+    pub linked: Vec<Linked>,
+    /// `false`: a statement kind plan does not classify; its locks are unknown, not none.
+    pub known: bool,
 }
 
-/// Classifies one statement (comments already removed) by its kind.
+impl Default for Effect {
+    fn default() -> Effect {
+        Effect {
+            creates_table: None,
+            locks: Vec::new(),
+            linked: Vec::new(),
+            known: true,
+        }
+    }
+}
+
+/// Classifies one statement (comments already removed) by its kind; checked against `pg_locks` by
+/// `tests/tests/locks.rs`.
 pub fn classify(statement: &str) -> Effect {
+    use LockMode::*;
     let t = tokens(statement);
     let w: Vec<&str> = t.iter().map(String::as_str).collect();
-    let mut effect = Effect::default();
+    let mut e = Effect::default();
     let at = |i: usize| w.get(i).copied().unwrap_or("");
+    let has = |seq: &[&str]| w.windows(seq.len()).any(|x| x == seq);
     match (at(0), at(1)) {
         ("create", _) => {
             let mut i = 1;
@@ -90,35 +169,39 @@ pub fn classify(statement: &str) -> Effect {
                 i += 1;
             }
             match at(i) {
+                // `CREATE TABLE … AS query`: what the query reads is not in its words.
+                "table" if words::at_top_level(&w, "as") => e.known = false,
                 "table" => {
                     i = skip(&w, i + 1, &["if", "not", "exists"]);
-                    effect.creates_table = Some(name(at(i)));
+                    e.creates_table = Some(name(at(i)));
                     for r in references(&w) {
-                        effect.add(LockMode::ShareRowExclusive, On::Table(r));
+                        e.add(ShareRowExclusive, On::Table(r));
+                    }
+                    if let Some(parent) = after(&w, &["partition", "of"]) {
+                        e.add(AccessExclusive, On::Table(parent));
+                    }
+                    if let Some(parent) = after(&w, &["inherits", "("]) {
+                        e.add(ShareUpdateExclusive, On::Table(parent));
+                    }
+                    if let Some(source) = after(&w, &["like"]) {
+                        e.add(AccessShare, On::Table(source));
                     }
                 }
                 "index" => {
-                    let concurrently = at(i + 1) == "concurrently";
-                    if let Some(table) = after(&w, "on") {
-                        let mode = if concurrently {
-                            LockMode::ShareUpdateExclusive
-                        } else {
-                            LockMode::Share
-                        };
-                        effect.add(mode, On::Table(table));
-                    }
+                    let mode = if at(i + 1) == "concurrently" {
+                        ShareUpdateExclusive
+                    } else {
+                        Share
+                    };
+                    e.add_opt(mode, after(&w, &["on"]));
                 }
-                "trigger" | "constraint" => {
-                    if let Some(table) = after(&w, "on") {
-                        effect.add(LockMode::ShareRowExclusive, On::Table(table));
-                    }
-                }
-                "policy" | "rule" => {
-                    if let Some(table) = after(&w, "on") {
-                        effect.add(LockMode::AccessExclusive, On::Table(table));
-                    }
-                }
-                _ => {}
+                "trigger" | "constraint" => e.add_opt(ShareRowExclusive, after(&w, &["on"])),
+                "policy" => e.add_opt(AccessExclusive, after(&w, &["on"])),
+                "rule" => e.add_opt(AccessExclusive, after(&w, &["to"])),
+                "function" | "procedure" => e.known = has(&["plpgsql"]) && !has(&["atomic"]),
+                "type" | "domain" | "schema" => {}
+                "sequence" => e.known = !has(&["owned"]),
+                _ => e.known = false,
             }
         }
         ("alter", "table") => {
@@ -126,70 +209,157 @@ pub fn classify(statement: &str) -> Effect {
             let i = skip(&w, i, &["only"]);
             let table = name(at(i));
             let rest = &w[(i + 1).min(w.len())..];
-            effect.add(alter_table_mode(rest), On::Table(table));
-            for r in references(rest) {
-                effect.add(LockMode::ShareRowExclusive, On::Table(r));
+            match alter_table(&table, rest) {
+                Some(mut actions) => {
+                    e.locks.append(&mut actions.locks);
+                    e.linked.append(&mut actions.linked);
+                }
+                None => e.known = false,
             }
         }
         ("drop", "table") => {
-            let i = skip(&w, 2, &["if", "exists"]);
-            for n in w[i.min(w.len())..]
-                .iter()
-                .take_while(|x| !matches!(**x, "cascade" | "restrict"))
-                .filter(|x| **x != ",")
-            {
-                effect.add(LockMode::AccessExclusive, On::Table(name(n)));
+            // CASCADE drops whatever depends on the table (views, foreign keys): not from its words.
+            e.known = !has(&["cascade"]);
+            for t in list(&w, skip(&w, 2, &["if", "exists"])) {
+                e.add(AccessExclusive, On::Table(t.clone()));
+                e.link(AccessExclusive, Link::ReferencedBy(t));
             }
         }
         ("drop", "index") => {
             let concurrently = at(2) == "concurrently";
             let i = skip(&w, if concurrently { 3 } else { 2 }, &["if", "exists"]);
             let mode = if concurrently {
-                LockMode::ShareUpdateExclusive
+                ShareUpdateExclusive
             } else {
-                LockMode::AccessExclusive
+                AccessExclusive
             };
-            if !at(i).is_empty() {
-                effect.add(mode, On::TableOfIndex(name(at(i))));
+            for i in list(&w, i) {
+                e.add(mode, On::TableOfIndex(i));
+            }
+        }
+        ("drop", "view") | ("drop", "materialized") => {
+            let i = skip(&w, if at(1) == "view" { 2 } else { 3 }, &["if", "exists"]);
+            e.known = !has(&["cascade"]);
+            for v in list(&w, i) {
+                e.add(AccessExclusive, On::Table(v));
             }
         }
         ("drop", "trigger") | ("drop", "policy") | ("drop", "rule") => {
-            if let Some(table) = after(&w, "on") {
-                effect.add(LockMode::AccessExclusive, On::Table(table));
-            }
+            e.add_opt(AccessExclusive, after(&w, &["on"]))
+        }
+        ("drop", "function" | "procedure" | "type" | "domain" | "sequence" | "schema") => {
+            e.known = !has(&["cascade"])
         }
         ("truncate", _) => {
-            let i = skip(&w, 1, &["table"]);
-            let i = skip(&w, i, &["only"]);
-            effect.add(LockMode::AccessExclusive, On::Table(name(at(i))));
+            let i = skip(&w, skip(&w, 1, &["table"]), &["only"]);
+            for t in list(&w, i) {
+                e.add(AccessExclusive, On::Table(t.clone()));
+                if has(&["cascade"]) {
+                    e.link(AccessExclusive, Link::Referencing(t));
+                }
+            }
         }
-        ("insert", "into") => effect.add(LockMode::RowExclusive, On::Table(name(at(2)))),
+        ("insert", "into") => {
+            let table = name(at(2));
+            e.add(RowExclusive, On::Table(table.clone()));
+            e.rows(table, RowChange::Insert);
+            e.reads(&w, 0);
+        }
         ("update", _) => {
-            let i = skip(&w, 1, &["only"]);
-            effect.add(LockMode::RowExclusive, On::Table(name(at(i))));
+            let table = name(at(skip(&w, 1, &["only"])));
+            e.add(RowExclusive, On::Table(table.clone()));
+            e.rows(table, RowChange::Update(assigned(&w)));
+            e.reads(&w, 0);
         }
         ("delete", "from") => {
-            let i = skip(&w, 2, &["only"]);
-            effect.add(LockMode::RowExclusive, On::Table(name(at(i))));
+            let table = name(at(skip(&w, 2, &["only"])));
+            e.add(RowExclusive, On::Table(table.clone()));
+            e.rows(table, RowChange::Delete);
+            e.reads(&w, 1);
         }
         ("vacuum", _) | ("analyze", _) => {
-            if let Some(last) = w.last().filter(|x| !matches!(**x, "vacuum" | "analyze")) {
-                effect.add(LockMode::ShareUpdateExclusive, On::Table(name(last)));
+            let mode = if has(&["full"]) {
+                AccessExclusive
+            } else {
+                ShareUpdateExclusive
+            };
+            let mut i = 1;
+            while matches!(at(i), "full" | "freeze" | "verbose" | "analyze") {
+                i += 1;
+            }
+            if at(i) == "(" {
+                i += w[i..].iter().position(|x| *x == ")").unwrap_or(0) + 1;
+            }
+            let tables = list(&w, i);
+            e.known = !tables.is_empty();
+            for t in tables {
+                e.add(mode, On::Table(t));
             }
         }
         ("lock", _) => {
-            let i = skip(&w, 1, &["table"]);
-            let i = skip(&w, i, &["only"]);
+            let i = skip(&w, skip(&w, 1, &["table"]), &["only"]);
             let mode = w
                 .iter()
                 .position(|x| *x == "in")
                 .map(|p| w[p + 1..].join(" "))
-                .map_or(LockMode::AccessExclusive, |m| lock_mode(&m));
-            effect.add(mode, On::Table(name(at(i))));
+                .map_or(Some(AccessExclusive), |m| lock_mode(&m));
+            match mode {
+                Some(mode) => list(&w, i)
+                    .into_iter()
+                    .for_each(|t| e.add(mode, On::Table(t))),
+                None => e.known = false,
+            }
         }
-        _ => {}
+        ("comment", "on") => match at(2) {
+            "table" | "view" => e.add(ShareUpdateExclusive, On::Table(name(at(3)))),
+            "materialized" => e.add(ShareUpdateExclusive, On::Table(name(at(4)))),
+            "column" => {
+                let target = at(3).trim_start_matches("public.");
+                let table = target.rsplit_once('.').map_or("", |(t, _)| t);
+                e.add(ShareUpdateExclusive, On::Table(name(table)));
+            }
+            // The object is locked, its table only opened for reading (`… ON t`, the second ON).
+            "constraint" | "trigger" => {
+                let table = w.iter().rposition(|x| *x == "on").filter(|p| *p > 1);
+                e.add_opt(AccessShare, table.and_then(|p| after(&w[p..], &["on"])))
+            }
+            "function" | "procedure" | "type" | "domain" | "schema" | "extension" | "index"
+            | "sequence" => {}
+            _ => e.known = false,
+        },
+        ("grant", _) | ("revoke", _) => {}
+        ("refresh", "materialized") => {
+            let concurrently = at(3) == "concurrently";
+            let view = name(at(if concurrently { 4 } else { 3 }));
+            e.add(
+                if concurrently {
+                    Exclusive
+                } else {
+                    AccessExclusive
+                },
+                On::Table(view.clone()),
+            );
+            e.link(AccessShare, Link::ReadBy(view));
+        }
+        ("reindex", _) => {
+            let concurrently = has(&["concurrently"]);
+            let mode = if concurrently {
+                ShareUpdateExclusive
+            } else {
+                Share
+            };
+            let target = name(w.last().copied().unwrap_or(""));
+            match at(1) {
+                "table" => e.add(mode, On::Table(target)),
+                "index" => e.add(mode, On::TableOfIndex(target)),
+                _ => e.known = false,
+            }
+        }
+        ("cluster", _) if w.len() > 1 => e.add(AccessExclusive, On::Table(name(at(1)))),
+        ("set", _) | ("reset", _) | ("notify", _) | ("listen", _) => {}
+        _ => e.known = false,
     }
-    effect
+    e
 }
 
 impl Effect {
@@ -202,212 +372,78 @@ impl Effect {
             None => self.locks.push(Lock { mode, on }),
         }
     }
-}
 
-/// The lock of `ALTER TABLE t <rest>`: the strongest any of its comma-separated actions needs.
-fn alter_table_mode(rest: &[&str]) -> LockMode {
-    let mut mode = LockMode::AccessShare;
-    let mut depth = 0i32;
-    let actions = rest.split(|w| {
-        depth += match *w {
-            "(" => 1,
-            ")" => -1,
-            _ => 0,
-        };
-        depth == 0 && *w == ","
-    });
-    for action in actions {
-        let has = |seq: &[&str]| action.windows(seq.len()).any(|x| x == seq);
-        let m = if has(&["validate", "constraint"])
-            || has(&["set", "statistics"])
-            || has(&["cluster", "on"])
-            || has(&["set", "without", "cluster"])
-            || (action.first() == Some(&"set") && action.get(1) == Some(&"("))
-            || (has(&["detach", "partition"]) && has(&["concurrently"]))
-            || has(&["attach", "partition"])
-        {
-            LockMode::ShareUpdateExclusive
-        } else if (has(&["add"]) && has(&["foreign", "key"]) && action.first() == Some(&"add"))
-            || has(&["enable", "trigger"])
-            || has(&["disable", "trigger"])
-        {
-            LockMode::ShareRowExclusive
-        } else {
-            LockMode::AccessExclusive
-        };
-        mode = mode.max(m);
-    }
-    mode
-}
-
-fn lock_mode(words: &str) -> LockMode {
-    let words = words.trim_end_matches(" nowait").trim_end_matches(" mode");
-    match words {
-        "access share" => LockMode::AccessShare,
-        "row share" => LockMode::RowShare,
-        "row exclusive" => LockMode::RowExclusive,
-        "share update exclusive" => LockMode::ShareUpdateExclusive,
-        "share" => LockMode::Share,
-        "share row exclusive" => LockMode::ShareRowExclusive,
-        "exclusive" => LockMode::Exclusive,
-        _ => LockMode::AccessExclusive,
-    }
-}
-
-/// Lowercased words, with `(`, `)` and `,` as words of their own; quoted identifiers kept as written.
-fn tokens(statement: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut word = String::new();
-    let mut chars = statement.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => {
-                word.push('"');
-                for q in chars.by_ref() {
-                    word.push(q);
-                    if q == '"' {
-                        break;
-                    }
-                }
-            }
-            '\'' => {
-                // String literals never name a table; keep a placeholder.
-                for q in chars.by_ref() {
-                    if q == '\'' {
-                        break;
-                    }
-                }
-                word.push_str("''");
-            }
-            '(' | ')' | ',' | ';' => {
-                flush(&mut out, &mut word);
-                out.push(c.to_string());
-            }
-            c if c.is_whitespace() => flush(&mut out, &mut word),
-            c => word.extend(c.to_lowercase()),
+    fn add_opt(&mut self, mode: LockMode, table: Option<String>) {
+        match table {
+            Some(t) => self.add(mode, On::Table(t)),
+            None => self.known = false,
         }
     }
-    flush(&mut out, &mut word);
-    out
-}
 
-fn flush(out: &mut Vec<String>, word: &mut String) {
-    if !word.is_empty() {
-        out.push(std::mem::take(word));
+    fn link(&mut self, mode: LockMode, via: Link) {
+        self.linked.push(Linked { mode, via });
+    }
+
+    fn rows(&mut self, table: String, change: RowChange) {
+        self.link(LockMode::RowShare, Link::RowChanges { table, change });
+    }
+
+    /// `ACCESS SHARE` on what a DML statement reads: names after `FROM`, `JOIN`, `USING` (the first
+    /// `skip_from` of them are its target); names that are no table are dropped by the catalog.
+    fn reads(&mut self, w: &[&str], skip_from: usize) {
+        let mut seen = 0;
+        for pair in w.windows(2) {
+            if matches!(pair[0], "from" | "join" | "using") && pair[1] != "(" {
+                seen += 1;
+                if seen > skip_from {
+                    self.add(LockMode::AccessShare, On::Table(name(pair[1])));
+                }
+            }
+        }
+        if w.first() == Some(&"with") {
+            self.known = false;
+        }
     }
 }
 
-/// Skips `seq` at `i` when it is there.
-fn skip(w: &[&str], i: usize, seq: &[&str]) -> usize {
-    if w.get(i..i + seq.len()) == Some(seq) {
-        i + seq.len()
-    } else {
-        i
-    }
-}
-
-/// The table named after the first `keyword` (e.g. `ON [ONLY] t`).
-fn after(w: &[&str], keyword: &str) -> Option<String> {
-    let p = w.iter().position(|x| *x == keyword)?;
-    let i = skip(w, p + 1, &["only"]);
-    w.get(i).map(|n| name(n))
-}
-
-/// Tables named by `REFERENCES t`.
-fn references(w: &[&str]) -> Vec<String> {
-    w.windows(2)
-        .filter(|p| p[0] == "references")
-        .map(|p| name(p[1]))
-        .collect()
-}
-
-/// `public.t`, `"t"` → `t`.
-pub fn name(n: &str) -> String {
-    let n = n.strip_prefix("public.").unwrap_or(n);
-    let n = n.strip_prefix("\"public\".").unwrap_or(n);
-    n.trim_matches('"').to_string()
+fn lock_mode(words: &str) -> Option<LockMode> {
+    let words = words.trim_end_matches(" nowait").trim_end_matches(" mode");
+    ALL.into_iter()
+        .find(|m| m.as_str().eq_ignore_ascii_case(words))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn locks(sql: &str) -> Vec<(String, String)> {
-        classify(sql)
-            .locks
-            .into_iter()
-            .map(|l| {
-                let on = match l.on {
-                    On::Table(t) => t,
-                    On::TableOfIndex(i) => format!("table of {i}"),
-                };
-                (l.mode.as_str().to_string(), on)
-            })
-            .collect()
-    }
-
-    fn pair(mode: &str, on: &str) -> (String, String) {
-        (mode.to_string(), on.to_string())
-    }
-
     #[test]
-    fn statement_kinds_take_the_documented_locks() {
+    fn words_of_a_statement_name_its_tables_and_assignments() {
+        let e =
+            classify("UPDATE public.documents SET status = 'x;y', (a, b) = (1, 2) WHERE id = 1");
         assert_eq!(
-            locks("CREATE INDEX idx ON documents (status, upload_date)"),
-            [pair("SHARE", "documents")]
-        );
-        assert_eq!(
-            locks("CREATE INDEX CONCURRENTLY IF NOT EXISTS idx ON public.documents(status)"),
-            [pair("SHARE UPDATE EXCLUSIVE", "documents")]
-        );
-        assert_eq!(
-            locks("ALTER TABLE documents ADD COLUMN reviewed boolean NOT NULL DEFAULT false"),
-            [pair("ACCESS EXCLUSIVE", "documents")]
+            e.locks,
+            [Lock {
+                mode: LockMode::RowExclusive,
+                on: On::Table("documents".into())
+            }]
         );
         assert_eq!(
-            locks(
-                "ALTER TABLE processing_logs ADD CONSTRAINT fk FOREIGN KEY (document_id) REFERENCES documents(id) NOT VALID"
-            ),
-            [
-                pair("SHARE ROW EXCLUSIVE", "processing_logs"),
-                pair("SHARE ROW EXCLUSIVE", "documents")
-            ]
+            e.linked[0].via,
+            Link::RowChanges {
+                table: "documents".into(),
+                change: RowChange::Update(vec!["status".into(), "a".into(), "b".into()])
+            }
+        );
+        assert!(!classify("CREATE VIEW v AS SELECT 1").known);
+        assert!(!classify("DO $$ BEGIN END $$").known);
+        assert!(classify("GRANT SELECT ON documents TO PUBLIC").known);
+        assert_eq!(
+            LockMode::from_pg_locks("ShareRowExclusiveLock"),
+            Some(LockMode::ShareRowExclusive)
         );
         assert_eq!(
-            locks("ALTER TABLE processing_logs VALIDATE CONSTRAINT fk"),
-            [pair("SHARE UPDATE EXCLUSIVE", "processing_logs")]
+            LockMode::from_pg_locks("AccessShareLock"),
+            Some(LockMode::AccessShare)
         );
-        assert_eq!(
-            locks("ALTER TABLE documents ALTER COLUMN file_size TYPE bigint"),
-            [pair("ACCESS EXCLUSIVE", "documents")]
-        );
-        assert_eq!(
-            locks("DROP INDEX CONCURRENTLY IF EXISTS idx_documents_s3_key"),
-            [pair(
-                "SHARE UPDATE EXCLUSIVE",
-                "table of idx_documents_s3_key"
-            )]
-        );
-        assert_eq!(
-            locks("DROP TABLE IF EXISTS a, b CASCADE"),
-            [pair("ACCESS EXCLUSIVE", "a"), pair("ACCESS EXCLUSIVE", "b")]
-        );
-        assert_eq!(
-            locks("UPDATE documents SET status = 'x;y' WHERE id = 1"),
-            [pair("ROW EXCLUSIVE", "documents")]
-        );
-        assert_eq!(
-            locks("LOCK TABLE documents IN SHARE ROW EXCLUSIVE MODE"),
-            [pair("SHARE ROW EXCLUSIVE", "documents")]
-        );
-        let create = classify(
-            "CREATE TABLE IF NOT EXISTS processing_logs (id SERIAL, document_id INTEGER REFERENCES documents(id))",
-        );
-        assert_eq!(create.creates_table.as_deref(), Some("processing_logs"));
-        assert_eq!(
-            locks("CREATE TABLE t (id int REFERENCES documents(id))"),
-            [pair("SHARE ROW EXCLUSIVE", "documents")]
-        );
-        assert!(locks("SELECT 1").is_empty());
     }
 }

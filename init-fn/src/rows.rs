@@ -34,7 +34,13 @@ pub async fn count(
         }
     }
     let row = client
-        .query_one(&format!("SELECT count(*) FROM public.{table}"), &[])
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM public.\"{}\"",
+                table.replace('"', "\"\"")
+            ),
+            &[],
+        )
         .await?;
     Ok(Rows {
         rows: row.get(0),

@@ -1,9 +1,14 @@
 //! The migration engine against real PostgreSQL: fresh apply, rerun, adoption of the original's schema,
-//! schema equivalence, 16-way concurrency, a failing migration, and snapshot-tested reports.
+//! schema equivalence, 16-way concurrency, a failing migration, objects read from the catalog and the
+//! server's notices, and snapshot-tested reports.
 
 use init_fn::migrate::LOCK_KEY;
 use serde_json::{Value, json};
 use tests::harness::{self, DB, Harness, SEED_DDL, outcomes, states, with_extra};
+
+/// What 0001 creates, as the catalog names it: 2 sequences, 2 tables, 4 constraints (2 primary
+/// keys, the unique `s3_key`, the foreign key) and 9 indexes (3 behind constraints, 6 named).
+const CREATED_BY_0001: usize = 17;
 
 fn assert_report(name: &str, report: &Value) {
     insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false }, {
@@ -23,6 +28,7 @@ async fn fresh_apply_rerun_and_equivalence(h: &Harness) -> anyhow::Result<()> {
     assert_eq!(fresh["database"], DB);
     assert_eq!(states(&fresh), ["applied"]);
     assert!(outcomes(&fresh).iter().all(|o| o == "created"), "{fresh:#}");
+    assert_eq!(outcomes(&fresh).len(), CREATED_BY_0001, "{fresh:#}");
     assert_eq!(
         fresh["tables"],
         json!([
@@ -40,10 +46,8 @@ async fn fresh_apply_rerun_and_equivalence(h: &Harness) -> anyhow::Result<()> {
 
     let rerun = h.invoke(&[], json!({"action": "apply"})).await?;
     assert_eq!(states(&rerun), ["already_applied"]);
-    assert!(
-        outcomes(&rerun).iter().all(|o| o == "already_present"),
-        "{rerun:#}"
-    );
+    // Nothing ran, so nothing was created or found in place.
+    assert_eq!(rerun["objects"], json!([]), "{rerun:#}");
     assert_eq!(h.ledger(DB).await?, vec![(1, "initial_schema".to_string())]);
 
     // The original's DDL on a second database of the same server: identical pg_dump of public.
@@ -122,7 +126,7 @@ async fn adopts_a_database_the_original_initialized() -> anyhow::Result<()> {
 
     let plan = h.invoke(&[], json!({"action": "plan"})).await?;
     assert_eq!(states(&plan), ["pending"]);
-    assert!(outcomes(&plan).iter().all(|o| o == "already_present"));
+    assert_eq!(plan["objects"], json!([]), "plan runs nothing");
 
     let adopted = h.invoke(&[], json!({})).await?;
     assert_report("apply_adopted", &adopted);
@@ -130,6 +134,26 @@ async fn adopts_a_database_the_original_initialized() -> anyhow::Result<()> {
     assert!(
         outcomes(&adopted).iter().all(|o| o == "already_present"),
         "{adopted:#}"
+    );
+    // The server's notices name each object 0001's IF NOT EXISTS found in place.
+    let names: Vec<&str> = adopted["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "documents",
+            "processing_logs",
+            "idx_documents_s3_key",
+            "idx_documents_status",
+            "idx_documents_type",
+            "idx_documents_date",
+            "idx_logs_document_id",
+            "idx_logs_agent"
+        ]
     );
     assert_eq!(h.ledger(DB).await?, vec![(1, "initial_schema".to_string())]);
     let after = h.pg.dump_schema(DB).await?;
@@ -155,6 +179,7 @@ async fn adopts_a_partial_schema_left_by_the_original_race() -> anyhow::Result<(
     );
     let outcomes = outcomes(&report);
     assert_eq!(outcomes[0], "already_present");
+    assert_eq!(report["objects"][0]["name"], "documents");
     assert!(outcomes[1..].iter().all(|o| o == "created"), "{outcomes:?}");
     Ok(())
 }
@@ -187,7 +212,10 @@ async fn sixteen_concurrent_applies_all_succeed_five_times_in_a_row() -> anyhow:
             created += outcomes(&report).iter().filter(|o| *o == "created").count();
         }
         assert_eq!(applied, 1, "round {round}: exactly one run applies 0001");
-        assert_eq!(created, 8, "round {round}: each object is created once");
+        assert_eq!(
+            created, CREATED_BY_0001,
+            "round {round}: each object is created once"
+        );
         let ledger = h.ledger(&db).await?;
         assert_eq!(
             ledger,
@@ -247,15 +275,29 @@ async fn no_transaction_migrations_run_statement_by_statement() -> anyhow::Resul
     let report = harness::invoke(&h.state(&[], migrations.clone()), json!({})).await?;
     assert_eq!(states(&report), ["applied", "applied"]);
     let indexes = report["indexes"].as_array().unwrap();
-    assert_eq!(indexes.len(), 8);
+    assert_eq!(indexes.len(), 11, "9 of 0001 and 2 of 0002: {report:#}");
     assert!(indexes.iter().all(|i| i["present"] == true));
+    let of_0002: Vec<(&str, &str)> = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["migration"] == 2)
+        .map(|o| (o["name"].as_str().unwrap(), o["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        of_0002,
+        [
+            ("idx_documents_file_name", "created"),
+            ("idx_logs_action", "created")
+        ]
+    );
     let rerun = harness::invoke(&h.state(&[], migrations), json!({"action": "verify"})).await?;
     assert_eq!(states(&rerun), ["already_applied", "already_applied"]);
     Ok(())
 }
 
 #[tokio::test]
-async fn verify_fails_on_drift_and_names_what_is_missing() -> anyhow::Result<()> {
+async fn verify_fails_on_pending_migrations_and_invalid_indexes() -> anyhow::Result<()> {
     let h = Harness::from_env().await?;
     let pending = h
         .invoke(&[], json!({"action": "verify"}))
@@ -267,19 +309,126 @@ async fn verify_fails_on_drift_and_names_what_is_missing() -> anyhow::Result<()>
         "{pending}"
     );
 
+    // A CREATE UNIQUE INDEX CONCURRENTLY that fails on duplicate rows leaves an INVALID index.
     h.invoke(&[], json!({})).await?;
     h.pg.client(DB)
         .await?
-        .batch_execute("DROP INDEX idx_logs_agent")
+        .batch_execute(
+            "INSERT INTO documents (s3_key, document_type, file_name) VALUES ('a', 't', 'same'), ('b', 't', 'same')",
+        )
         .await?;
+    let unique = with_extra(&[(
+        2,
+        "unique_file_name",
+        "-- init-fn: no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY idx_documents_file_name ON documents (file_name);\n",
+    )]);
+    let failed = harness::invoke(&h.state(&[], unique), json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(failed.error_type(), "MigrationFailed", "{failed}");
+    let report = h.invoke(&[], json!({"action": "status"})).await?;
+    let invalid: Vec<&Value> = report["indexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["present"] == false)
+        .collect();
+    assert_eq!(
+        invalid,
+        [&json!({"name": "idx_documents_file_name", "table": "documents", "present": false})]
+    );
     let err = h
         .invoke(&[], json!({"action": "verify"}))
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), "Verify");
     assert!(
-        err.one_line().contains("missing indexes idx_logs_agent"),
+        err.one_line()
+            .contains("index idx_documents_file_name on documents is INVALID"),
         "{err}"
+    );
+    Ok(())
+}
+
+/// A migration of every object kind: unnamed objects get PostgreSQL's names, an `IF NOT EXISTS` that
+/// finds its object is `already_present` (the server's notice), a dropped index is `dropped`.
+const EVERY_KIND: &str = "CREATE INDEX ON documents (file_name);
+ALTER TABLE documents ADD COLUMN IF NOT EXISTS status VARCHAR(50);
+ALTER TABLE documents ADD COLUMN reviewed boolean NOT NULL DEFAULT false;
+CREATE SEQUENCE IF NOT EXISTS documents_id_seq;
+CREATE TYPE review_state AS ENUM ('new', 'done');
+CREATE DOMAIN score AS double precision CHECK (VALUE >= 0);
+CREATE TYPE page_range AS (first integer, last integer);
+CREATE TABLE reviews (
+    id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    document_id integer REFERENCES documents (id),
+    state review_state NOT NULL DEFAULT 'new',
+    CHECK (document_id > 0)
+);
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+CREATE PROCEDURE forget(days integer) LANGUAGE plpgsql AS $$ BEGIN DELETE FROM processing_logs WHERE id < days; END $$;
+CREATE TRIGGER documents_touch BEFORE UPDATE ON documents FOR EACH ROW EXECUTE FUNCTION touch();
+CREATE VIEW pending_documents AS SELECT id, s3_key FROM documents WHERE status = 'pending';
+CREATE MATERIALIZED VIEW document_counts AS SELECT status, count(*) AS n FROM documents GROUP BY status;
+DROP INDEX idx_documents_type;
+";
+
+#[tokio::test]
+async fn objects_come_from_the_catalog_and_the_servers_notices() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    h.invoke(&[], json!({})).await?;
+    let migrations = with_extra(&[(2, "every_kind", EVERY_KIND)]);
+    let report = harness::invoke(&h.state(&[], migrations), json!({})).await?;
+    assert_eq!(states(&report), ["already_applied", "applied"]);
+    insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false }, {
+        insta::assert_json_snapshot!("objects_every_kind", report["objects"]);
+    });
+    let has = |kind: &str, name: &str, outcome: &str| {
+        report["objects"].as_array().unwrap().iter().any(|o| {
+            o["kind"] == kind && o["name"] == name && o["outcome"] == outcome && o["migration"] == 2
+        })
+    };
+    assert!(
+        has("index", "documents_file_name_idx", "created"),
+        "{report:#}"
+    );
+    assert!(has("column", "status", "already_present"), "{report:#}");
+    assert!(
+        has("sequence", "documents_id_seq", "already_present"),
+        "{report:#}"
+    );
+    assert!(has("column", "reviewed", "created"), "{report:#}");
+    assert!(
+        has("constraint", "reviews_document_id_fkey", "created"),
+        "{report:#}"
+    );
+    assert!(
+        has("constraint", "reviews_document_id_check", "created"),
+        "{report:#}"
+    );
+    assert!(has("sequence", "reviews_id_seq", "created"), "{report:#}");
+    assert!(has("function", "touch()", "created"), "{report:#}");
+    assert!(
+        has("procedure", "forget(IN days integer)", "created"),
+        "{report:#}"
+    );
+    assert!(has("enum", "review_state", "created"), "{report:#}");
+    assert!(has("domain", "score", "created"), "{report:#}");
+    assert!(has("composite_type", "page_range", "created"), "{report:#}");
+    assert!(has("trigger", "documents_touch", "created"), "{report:#}");
+    assert!(has("view", "pending_documents", "created"), "{report:#}");
+    assert!(
+        has("materialized_view", "document_counts", "created"),
+        "{report:#}"
+    );
+    assert!(has("index", "idx_documents_type", "dropped"), "{report:#}");
+    // The columns of a new table are part of it, not objects of their own.
+    assert!(
+        !report["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["kind"] == "column" && o["table"] == "reviews")
     );
     Ok(())
 }

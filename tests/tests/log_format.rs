@@ -462,7 +462,7 @@ async fn the_bootstrap_writes_json_lines_and_one_emf_document_per_invocation() -
         ("apply", json!({})),
         ("rerun", json!({"action": "apply"})),
         ("status", json!({"action": "status"})),
-        ("invalid", json!({"tf": {"action": "create"}})),
+        ("invalid", json!({"action": "drop"})),
     ] {
         let inv = f.invoke(event).await?;
         let (lines, emf) = json_output(&inv.log);

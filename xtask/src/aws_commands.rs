@@ -26,12 +26,21 @@ impl Passthrough {
                  (xtask-aws, a few minutes once; the local commands never need them)"
             );
         }
-        let args = self.args;
-        let cmd = crate::without_package_env(cmd!(
+        // Built, not `cargo run --quiet`: its Compiling lines show progress, and cargo's `Running`
+        // line would echo the arguments.
+        let build = crate::without_package_env(cmd!(
             sh,
-            "{cargo} run --quiet --package xtask-aws --bin xtask-aws -- {command} {args...}"
+            "{cargo} build --package xtask-aws --bin xtask-aws"
         ));
-        let status = std::process::Command::from(cmd).status()?;
+        let built = std::process::Command::from(build).status()?;
+        if !built.success() {
+            std::process::exit(built.code().unwrap_or(1));
+        }
+        let status = std::process::Command::new(&bin)
+            .current_dir(sh.current_dir())
+            .arg(command)
+            .args(self.args)
+            .status()?;
         if !status.success() {
             std::process::exit(status.code().unwrap_or(1));
         }

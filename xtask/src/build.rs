@@ -10,6 +10,16 @@ use std::{
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
+/// Said once before a build that starts from nothing (figures: xtask/README.md, `cargo xtask bench --first-run`).
+pub const FIRST_BUILD_NOTE: &str = "first build of the bootstrap in this target dir: compiling its \
+dependencies is a one-time cost (about 3 min on a 2-core machine); later builds take seconds";
+
+/// The Lambda builds link OpenSSL built from source (no libssl on the build machine for the
+/// target); host builds link the system's libssl (libssl-dev), which skips that C build. Named as a
+/// dependency feature, not init-fn's `vendored-openssl`: init-fn's own feature set goes into its
+/// crate hash, and the shipped bytes stay what they were when vendoring was always on.
+pub const VENDORED_OPENSSL: &str = "native-tls/vendored";
+
 /// Highest glibc symbol version `provided.al2023` offers (Amazon Linux 2023 ships glibc 2.34).
 pub const MAX_GLIBC: (u32, u32) = (2, 34);
 
@@ -147,16 +157,19 @@ pub fn bootstrap(sh: &Shell, arch: Arch) -> anyhow::Result<PathBuf> {
     let _path = sh.push_env("PATH", path);
     let _dir = sh.push_dir(&root);
     let triple = format!("{}.{}.{}", arch.rust_target(), MAX_GLIBC.0, MAX_GLIBC.1);
+    let built = target_dir()
+        .join(arch.rust_target())
+        .join("release/init-fn");
+    if !built.exists() {
+        eprintln!("{FIRST_BUILD_NOTE} (for {arch}: add a few minutes for fat LTO)");
+    }
     crate::without_package_env(cmd!(
         sh,
-        "{zigbuild} zigbuild --release -p init-fn --target {triple}"
+        "{zigbuild} zigbuild --release -p init-fn --features {VENDORED_OPENSSL} --target {triple}"
     ))
     .run()
     .with_context(|| format!("build: cargo zigbuild for {triple}"))?;
 
-    let built = target_dir()
-        .join(arch.rust_target())
-        .join("release/init-fn");
     let elf = std::fs::read(&built).with_context(|| format!("build: read {}", built.display()))?;
     check_elf(&elf, arch).with_context(|| format!("build: {}", built.display()))?;
 
@@ -223,7 +236,7 @@ fn ensure_zigbuild(sh: &Shell) -> anyhow::Result<PathBuf> {
         if !pip.exists() {
             cmd!(sh, "python3 -m venv {venv}").run()?;
         }
-        cmd!(sh, "{pip} install --quiet ziglang cargo-zigbuild").run()?;
+        cmd!(sh, "{pip} install ziglang cargo-zigbuild").run()?;
         Ok(())
     };
     install().context(

@@ -3,7 +3,6 @@
 
 pub mod aws_commands;
 pub mod bench;
-pub mod bench_scale;
 pub mod build;
 pub mod doctor;
 pub mod error;

@@ -25,7 +25,12 @@ pub fn render(report: &Value, indent: &str) -> String {
             let _ = writeln!(s, "{indent}  {line}{}", st["sql"].as_str().unwrap_or("?"));
             let pad = " ".repeat(line.len());
             let locks = st["locks"].as_array().cloned().unwrap_or_default();
-            if locks.is_empty() {
+            if st["lock_unknown"] == true {
+                let _ = writeln!(
+                    s,
+                    "{indent}  {pad}lock unknown: plan does not classify this kind of statement"
+                );
+            } else if locks.is_empty() {
                 let _ = writeln!(s, "{indent}  {pad}no lock on an existing table");
             }
             for l in locks {
@@ -80,6 +85,12 @@ mod tests {
              \x20            SHARE UPDATE EXCLUSIVE on documents (blocks DDL and VACUUM, not reads or writes): 3.1 MiB, ~20000 rows\n"
         );
         assert_eq!(render(&json!({"action": "plan"}), ""), "");
+        let unknown = json!({"plan": [{"version": 3, "name": "v", "in_transaction": true,
+            "statements": [{"line": 1, "sql": "CREATE VIEW v AS SELECT 1", "locks": [], "lock_unknown": true}]}]});
+        assert_eq!(
+            render(&unknown, ""),
+            "plan 0003 v (in one transaction)\n  line 1: CREATE VIEW v AS SELECT 1\n          lock unknown: plan does not classify this kind of statement\n"
+        );
         assert_eq!(size(8192), "8.0 KiB");
         assert_eq!(size(100), "100 B");
     }

@@ -16,3 +16,4 @@ pub mod logs;
 pub mod preflight;
 pub mod retry;
 pub mod run;
+pub mod s3_preflight;

@@ -121,10 +121,11 @@ impl View {
                 render(&line, event.timestamp, id.as_deref())
             });
         }
-        if closing && let Some(open) = self.open.remove(&event.stream) {
-            if let (true, false, Some(failure)) = (shown, self.raw, &open.failure) {
-                out.push(format!("FAILED {}: {failure}", short(&open.id)));
-            }
+        if closing
+            && let Some(open) = self.open.remove(&event.stream)
+            && let (true, false, Some(failure)) = (shown, self.raw, &open.failure)
+        {
+            out.push(format!("FAILED {}: {failure}", short(&open.id)));
         }
         out
     }

@@ -3,8 +3,9 @@
 
 use serde_json::Value;
 
+use crate::local::invocation::{FunctionSpec, Invocation};
 use crate::local::rie::RieFunction;
-use crate::local::runtime_api::{FunctionSpec, Invocation, LocalFunction};
+use crate::local::runtime_api::LocalFunction;
 
 /// Which runtime runs the bootstrap.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

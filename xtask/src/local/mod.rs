@@ -1,6 +1,8 @@
 //! Local stand-ins for what Lambda gives the function in AWS: Postgres, Secrets Manager, the Runtime API.
 
+pub mod bootstrap;
 pub mod function;
+pub mod invocation;
 pub mod postgres;
 pub mod rie;
 pub mod runtime_api;

@@ -3,10 +3,10 @@
 //! process per function (RIE itself spawns, times out and restarts the bootstrap), invoked over its
 //! Invoke API. Its answers become the same [`Invocation`]s the project's emulator produces.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -14,9 +14,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::local::runtime_api::{
-    FunctionSpec, INIT_LIMIT, Invocation, Outcome, forward_lines, lambda_env, vm_hwm_kb,
-};
+use crate::local::bootstrap::{self, lambda_env, vm_hwm_kb};
+use crate::local::invocation::{FunctionSpec, INIT_LIMIT, Invocation, Outcome};
 
 /// The wheel the RIE binaries come from (pinned: its RIE is the one the snapshots were checked with).
 pub const SAM_CLI_WHEEL: &str = "aws-sam-cli==1.170.0";
@@ -246,32 +245,16 @@ impl RieProcess {
         // RIE's only timeout setting: whole seconds.
         let timeout_s = spec.timeout.as_secs_f64().ceil().max(1.0) as u64;
         env.push(("AWS_LAMBDA_FUNCTION_TIMEOUT".into(), timeout_s.to_string()));
-        let mut cmd = tokio::process::Command::new(rie);
-        cmd.arg("--runtime-interface-emulator-address")
-            .arg(invoke_addr.to_string())
-            .arg("--runtime-api-address")
-            .arg(runtime_api.to_string())
-            .arg(&bootstrap)
-            .env_clear()
-            .envs(env)
-            .envs(spec.env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(dir) = spec.bootstrap.parent().filter(|d| d.is_dir()) {
-            cmd.current_dir(dir); // RIE runs the bootstrap in its own working directory
-        }
-        let mut child = cmd
-            .spawn()
+        let args: Vec<OsString> = vec![
+            "--runtime-interface-emulator-address".into(),
+            invoke_addr.to_string().into(),
+            "--runtime-api-address".into(),
+            runtime_api.to_string().into(),
+            bootstrap.into_os_string(),
+        ];
+        // RIE runs the bootstrap in its own working directory: the bootstrap's.
+        let (mut child, log) = bootstrap::spawn(spec, rie, &args, env)
             .with_context(|| format!("rie: spawn {}", rie.display()))?;
-        let (log_tx, log) = mpsc::unbounded_channel();
-        if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(forward_lines(stdout, log_tx.clone()));
-        }
-        if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(forward_lines(stderr, log_tx));
-        }
         let ready = Instant::now();
         while tokio::net::TcpStream::connect(invoke_addr).await.is_err() {
             if let Some(status) = child.try_wait()? {

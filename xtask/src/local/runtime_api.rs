@@ -1,5 +1,5 @@
 //! The Lambda Runtime API on 127.0.0.1, and the sandbox around one bootstrap process: it spawns
-//! the bootstrap with the environment Lambda sets, hands it events, enforces the timeout (kill +
+//! the bootstrap (`local::bootstrap`), hands it events, enforces the timeout (kill +
 //! `Sandbox.Timedout`), captures stdout/stderr as the log, and reports init errors and crashes.
 //!
 //! ```no_run
@@ -13,8 +13,8 @@
 //! # Ok(()) }
 //! ```
 
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,174 +26,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 
-/// Lambda's limit for the init phase of an on-demand function.
-pub const INIT_LIMIT: Duration = Duration::from_secs(10);
-/// The region the emulated function lives in unless `env` says otherwise.
-const DEFAULT_REGION: &str = "eu-west-3";
-const ACCOUNT: &str = "000000000000";
+use super::bootstrap::{self, exit_error, lambda_env, vm_hwm_kb};
+pub use super::invocation::{FunctionSpec, INIT_LIMIT, Invocation, Outcome};
+
 /// After a response, keep reading the child's output until it is quiet this long.
 const LOG_QUIET: Duration = Duration::from_millis(15);
-
-/// What to run and how: the deployed function's settings.
-#[derive(Clone, Debug)]
-pub struct FunctionSpec {
-    /// The `bootstrap` executable (a `provided.al2023` custom runtime).
-    pub bootstrap: PathBuf,
-    /// A program (and its arguments) that runs the bootstrap, e.g. `["qemu-aarch64-static"]`.
-    pub wrapper: Option<Vec<String>>,
-    /// The function's own variables (`DB_*`, `AWS_ENDPOINT_URL_*`, …); they override Lambda's.
-    pub env: Vec<(String, String)>,
-    /// The function timeout: an invocation running longer is killed (`Sandbox.Timedout`).
-    pub timeout: Duration,
-    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (reported, not enforced).
-    pub memory_mb: u32,
-    pub function_name: String,
-}
-
-impl FunctionSpec {
-    /// A spec with the deployed defaults: no wrapper, no extra env, 60 s, 128 MB.
-    pub fn new(bootstrap: impl Into<PathBuf>, function_name: &str) -> FunctionSpec {
-        FunctionSpec {
-            bootstrap: bootstrap.into(),
-            wrapper: None,
-            env: Vec::new(),
-            timeout: Duration::from_secs(60),
-            memory_mb: 128,
-            function_name: function_name.to_string(),
-        }
-    }
-
-    fn region(&self) -> String {
-        self.env
-            .iter()
-            .find(|(k, _)| k == "AWS_REGION")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| DEFAULT_REGION.to_string())
-    }
-
-    /// `arn:aws:lambda:REGION:000000000000:function:NAME`.
-    pub fn function_arn(&self) -> String {
-        format!(
-            "arn:aws:lambda:{}:{ACCOUNT}:function:{}",
-            self.region(),
-            self.function_name
-        )
-    }
-}
-
-/// How an invocation ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// The runtime posted a response.
-    Response(Value),
-    /// The runtime posted an invocation error (the handler returned `Err`).
-    FunctionError {
-        error_type: String,
-        error_message: String,
-    },
-    /// The function ran past its timeout and was killed (Lambda's `Sandbox.Timedout`).
-    Timeout,
-    /// The process exited before responding.
-    Crash { status: String },
-    /// The runtime reported an init error (`/runtime/init/error`) before taking the event.
-    InitError {
-        error_type: String,
-        error_message: String,
-    },
-}
-
-/// One line for a person: `response {...}`, `FunctionError Auth: ...`, `timed out`, ...
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Outcome::Response(v) => write!(f, "response {v}"),
-            Outcome::FunctionError {
-                error_type,
-                error_message,
-            } => write!(f, "FunctionError {error_type}: {error_message}"),
-            Outcome::Timeout => f.write_str("timed out (killed at the function timeout)"),
-            Outcome::Crash { status } => write!(f, "the process exited: {status}"),
-            Outcome::InitError {
-                error_type,
-                error_message,
-            } => write!(f, "init error {error_type}: {error_message}"),
-        }
-    }
-}
-
-/// One invocation's result, log and timings.
-#[derive(Clone, Debug)]
-pub struct Invocation {
-    pub request_id: String,
-    pub outcome: Outcome,
-    /// stdout + stderr of the process during this invocation (on a cold start, init output
-    /// too), framed by Lambda's `START`/`END`/`REPORT` lines.
-    pub log: String,
-    /// From handing the event to the runtime to its answer (or the kill).
-    pub duration: Duration,
-    /// Cold start only: from spawning the process to its first `next` request.
-    pub init_duration: Option<Duration>,
-    /// From the `invoke` call (including any spawn) to the outcome.
-    pub total: Duration,
-    /// Peak RSS of the bootstrap process so far (`VmHWM`), when it is still alive to ask.
-    pub max_rss_kb: Option<u64>,
-    /// `true` when this invocation started a new process.
-    pub cold: bool,
-}
-
-impl Invocation {
-    /// What Lambda's Invoke API returns: the payload and the `X-Amz-Function-Error` value.
-    pub fn payload(&self, timeout: Duration) -> (Value, Option<&'static str>) {
-        let rid = &self.request_id;
-        match &self.outcome {
-            Outcome::Response(v) => (v.clone(), None),
-            Outcome::FunctionError {
-                error_type,
-                error_message,
-            }
-            | Outcome::InitError {
-                error_type,
-                error_message,
-            } => (
-                json!({"errorType": error_type, "errorMessage": error_message}),
-                Some("Unhandled"),
-            ),
-            Outcome::Timeout => (
-                json!({
-                    "errorType": "Sandbox.Timedout",
-                    "errorMessage": format!(
-                        "RequestId: {rid} Error: Task timed out after {:.2} seconds",
-                        timeout.as_secs_f64()
-                    ),
-                }),
-                Some("Unhandled"),
-            ),
-            Outcome::Crash { status } => (
-                json!({
-                    "errorType": "Runtime.ExitError",
-                    "errorMessage": format!("RequestId: {rid} Error: Runtime exited with error: {status}"),
-                }),
-                Some("Unhandled"),
-            ),
-        }
-    }
-
-    /// The `errorType` of a failed invocation (`Sandbox.Timedout`, `Runtime.ExitError`, or the
-    /// runtime's own), `None` on success.
-    pub fn error_type(&self) -> Option<String> {
-        match &self.outcome {
-            Outcome::Response(_) => None,
-            Outcome::FunctionError { error_type, .. } | Outcome::InitError { error_type, .. } => {
-                Some(error_type.clone())
-            }
-            Outcome::Timeout => Some("Sandbox.Timedout".to_string()),
-            Outcome::Crash { .. } => Some("Runtime.ExitError".to_string()),
-        }
-    }
-}
 
 /// A function with at most one live bootstrap process (warm between invocations). A timeout,
 /// crash or init error discards the process; the next invocation starts a new one (cold).
@@ -339,74 +178,6 @@ impl LocalFunction {
     }
 }
 
-/// How Lambda words a process exit in `Runtime exited with error: …` (Go's `ProcessState`
-/// text, as RIE prints it): `exit status 3`, `signal: killed`.
-pub fn exit_error(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(signal)) => {
-            let name = match signal {
-                6 => "aborted".to_string(),
-                9 => "killed".to_string(),
-                11 => "segmentation fault".to_string(),
-                15 => "terminated".to_string(),
-                other => format!("signal {other}"),
-            };
-            format!("signal: {name}")
-        }
-        (None, None) => status.to_string(),
-    }
-}
-
-/// `VmHWM` (peak resident set) of a live process, in KiB.
-pub fn vm_hwm_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// The environment Lambda gives a `provided.al2023` function, before the function's own.
-pub fn lambda_env(spec: &FunctionSpec, runtime_api: &str) -> Vec<(String, String)> {
-    let region = spec.region();
-    let name = &spec.function_name;
-    let mut env: Vec<(String, String)> = [
-        ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string()),
-        ("AWS_LAMBDA_FUNCTION_NAME", name.clone()),
-        (
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-            spec.memory_mb.to_string(),
-        ),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
-        (
-            "AWS_LAMBDA_LOG_STREAM_NAME",
-            "local/[$LATEST]0000000000000000".to_string(),
-        ),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_string()),
-        ("AWS_REGION", region.clone()),
-        ("AWS_DEFAULT_REGION", region),
-        ("AWS_ACCESS_KEY_ID", "AKIDLOCALEMULATOR".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "local-emulator-secret".to_string()),
-        ("AWS_SESSION_TOKEN", "local-emulator-session".to_string()),
-        ("_HANDLER", "bootstrap".to_string()),
-        ("LAMBDA_TASK_ROOT", "/var/task".to_string()),
-        ("LAMBDA_RUNTIME_DIR", "/var/runtime".to_string()),
-        ("TZ", ":UTC".to_string()),
-        ("LANG", "en_US.UTF-8".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    // The host's PATH, so a wrapper such as qemu-aarch64-static is found.
-    if let Ok(path) = std::env::var("PATH") {
-        env.push(("PATH".to_string(), path));
-    }
-    env
-}
-
 struct Event {
     request_id: String,
     payload: Value,
@@ -472,36 +243,18 @@ impl Sandbox {
             let _ = axum::serve(listener, app).await;
         });
 
-        let (program, mut args) = match &spec.wrapper {
-            Some(wrapper) if !wrapper.is_empty() => (wrapper[0].clone(), wrapper[1..].to_vec()),
-            _ => (spec.bootstrap.display().to_string(), Vec::new()),
+        let (program, args) = match &spec.wrapper {
+            Some(wrapper) if !wrapper.is_empty() => {
+                let args = wrapper[1..].iter().map(OsString::from);
+                let args = args.chain([spec.bootstrap.clone().into_os_string()]);
+                (PathBuf::from(&wrapper[0]), args.collect())
+            }
+            _ => (spec.bootstrap.clone(), Vec::new()),
         };
-        if spec.wrapper.as_ref().is_some_and(|w| !w.is_empty()) {
-            args.push(spec.bootstrap.display().to_string());
-        }
-        let mut cmd = tokio::process::Command::new(&program);
-        cmd.args(&args)
-            .env_clear()
-            .envs(lambda_env(spec, &addr.to_string()))
-            .envs(spec.env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(dir) = spec.bootstrap.parent().filter(|d| d.is_dir()) {
-            cmd.current_dir(dir);
-        }
         let spawned = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("runtime api: spawn {program}"))?;
-        let (log_tx, log_rx) = mpsc::unbounded_channel();
-        if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(forward_lines(stdout, log_tx.clone()));
-        }
-        if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(forward_lines(stderr, log_tx));
-        }
+        let env = lambda_env(spec, &addr.to_string());
+        let (child, log_rx) = bootstrap::spawn(spec, &program, &args, env)
+            .with_context(|| format!("runtime api: spawn {}", program.display()))?;
         Ok(Sandbox {
             child,
             spawned,
@@ -524,29 +277,6 @@ impl Sandbox {
             out.push_str(&line);
         }
         out
-    }
-}
-
-pub(crate) async fn forward_lines(
-    stream: impl AsyncRead + Unpin,
-    tx: mpsc::UnboundedSender<String>,
-) {
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let mut line = String::from_utf8_lossy(&buf).into_owned();
-                if !line.ends_with('\n') {
-                    line.push('\n');
-                }
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        }
     }
 }
 

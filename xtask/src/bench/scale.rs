@@ -4,17 +4,16 @@
 //! to do on every run (`verify` with `"exact_counts": true`) as the baseline.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
-use crate::bench::{Series, mib, ms};
+use super::series::{Series, cold_run, print_table, ratio};
 use crate::local::postgres::{PgChoice, PgServer};
-use crate::local::runtime_api::{FunctionSpec, LocalFunction, Outcome};
 use crate::local::secrets_manager::SecretsManager;
-use crate::test_local::{FUNCTION_NAME, Profile, SECRET_ID, function_env};
+use crate::test_local::{Profile, SECRET_ID};
 
 /// Applied migrations in the "many" case.
 const MANY: usize = 100;
@@ -47,16 +46,7 @@ pub fn run(choice: &PgChoice, runs: usize, rows: i64) -> anyhow::Result<()> {
         println!(
             "bench --scale: {runs} runs each, up-to-date databases, cold bootstrap spawn -> report"
         );
-        println!("{:<46} {:>12} {:>10}", "", "median wall", "peak RSS");
-        for s in [&r.empty, &r.big, &r.big_exact, &r.many] {
-            println!(
-                "{:<46} {:>9.1} ms {:>6.1} MiB",
-                s.label,
-                ms(s.median()),
-                mib(s.peak_rss_kb())
-            );
-        }
-        let ratio = |a: &Series, b: &Series| ms(a.median()) / ms(b.median()).max(f64::EPSILON);
+        print_table(46, &[&r.empty, &r.big, &r.big_exact, &r.many]);
         println!(
             "ratios: {rows} rows vs empty {:.2}x (goal <= 1.2x; exact count(*) would be {:.2}x); \
              {MANY} vs 1 applied migrations {:.2}x (goal <= 1.5x)",
@@ -94,7 +84,20 @@ async fn measure(
     say(&format!(
         "data: generating {rows} rows in scale_big.documents"
     ));
-    fill_documents(server, "scale_big", rows).await?;
+    let fill = fill_documents(server, "scale_big", rows);
+    tokio::pin!(fill);
+    let (filling, mut tick) = (
+        Instant::now(),
+        tokio::time::interval(Duration::from_secs(10)),
+    );
+    tick.tick().await;
+    // A line every 10 s: millions of rows take a while, and a silent minute looks hung.
+    loop {
+        tokio::select! {
+            done = &mut fill => break done?,
+            _ = tick.tick() => say(&format!("data: still generating ({:.0} s)", filling.elapsed().as_secs_f64())),
+        }
+    }
     say("data: done (ANALYZE run); measuring");
 
     let mut r = ScaleResults {
@@ -104,16 +107,15 @@ async fn measure(
         many: Series::new("apply, empty documents, 100 migrations"),
     };
     let verify_exact = json!({"action": "verify", "exact_counts": true});
-    for _ in 0..runs {
+    for run in 0..runs {
+        say(&format!("run {}/{runs}", run + 1));
         for (series, bootstrap, db, event) in [
             (&mut r.empty, one, "scale_empty", json!({})),
             (&mut r.big, one, "scale_big", json!({})),
             (&mut r.big_exact, one, "scale_big", verify_exact.clone()),
             (&mut r.many, many, "scale_many", json!({})),
         ] {
-            let (wall, rss) = invoke(server, &secrets, bootstrap, db, event).await?;
-            series.wall.push(wall);
-            series.rss_kb.push(rss);
+            series.push(invoke(server, &secrets, bootstrap, db, event).await?);
         }
     }
     Ok(r)
@@ -127,18 +129,8 @@ async fn invoke(
     db: &str,
     event: Value,
 ) -> anyhow::Result<(std::time::Duration, u64)> {
-    let mut spec = FunctionSpec::new(bootstrap, FUNCTION_NAME);
-    spec.env = function_env(server, secrets, db, SECRET_ID);
-    let mut function = LocalFunction::start(spec).await?;
-    let inv = function.invoke(event).await?;
-    function.shutdown().await;
-    match &inv.outcome {
-        Outcome::Response(v) if v["status"] == "ok" => Ok((inv.total, inv.max_rss_kb.unwrap_or(0))),
-        other => {
-            eprintln!("{}", inv.log);
-            bail!("bench --scale: {db}: {other}")
-        }
-    }
+    let what = format!("bench --scale: {db}");
+    cold_run(server, secrets, bootstrap, db, event, &what).await
 }
 
 /// `rows` generated documents in one INSERT ... SELECT, then ANALYZE (what autovacuum would do).
@@ -189,7 +181,7 @@ fn build_with_many_migrations() -> anyhow::Result<PathBuf> {
     let sh = Shell::new()?;
     sh.change_dir(crate::project_root());
     let cargo = crate::cargo();
-    crate::without_package_env(cmd!(sh, "{cargo} build --profile local --quiet -p init-fn"))
+    crate::without_package_env(cmd!(sh, "{cargo} build --profile local -p init-fn"))
         .env("INIT_FN_SQL_DIR", &dir)
         .run()
         .context("bench --scale: build the bootstrap with generated migrations")?;

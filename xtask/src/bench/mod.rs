@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: cold bootstrap spawn → report on a fresh and on an up-to-date database,
 //! side by side with `psql -f` of the same DDL (the floor), all over TLS (`verify-full`) on one
-//! local server. Median wall time and peak RSS, and the ratio to the floor.
+//! local server. Median wall time and peak RSS, and the ratio to the floor. `--scale` is the
+//! growth benchmark (`scale`); both measure and print through `series`.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -9,10 +10,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::json;
 
+mod first_run;
+mod scale;
+mod series;
+
 use crate::local::postgres::{DEFAULT_IMAGE, PgChoice, PgServer};
-use crate::local::runtime_api::{FunctionSpec, LocalFunction, Outcome};
 use crate::local::secrets_manager::SecretsManager;
-use crate::test_local::{FUNCTION_NAME, SECRET_ID, function_env};
+use crate::test_local::SECRET_ID;
+use series::{Series, cold_run, mib, print_table, ratio};
 
 /// The DDL psql runs as the floor: the first migration, byte for byte what the bootstrap embeds.
 const DDL: &str = "sql/0001_initial_schema.sql";
@@ -39,37 +44,15 @@ pub struct Bench {
     /// Rows generated into `documents` for `--scale`
     #[arg(long, default_value_t = 3_000_000)]
     rows: i64,
-}
-
-/// One measured thing: wall times and peak RSS per run.
-#[derive(Default)]
-pub struct Series {
-    pub label: &'static str,
-    pub wall: Vec<Duration>,
-    pub rss_kb: Vec<u64>,
-}
-
-impl Series {
-    pub fn new(label: &'static str) -> Series {
-        Series {
-            label,
-            ..Series::default()
-        }
-    }
-
-    pub fn median(&self) -> Duration {
-        let mut w = self.wall.clone();
-        w.sort();
-        w.get(w.len() / 2).copied().unwrap_or_default()
-    }
-
-    pub fn peak_rss_kb(&self) -> u64 {
-        self.rss_kb.iter().copied().max().unwrap_or(0)
-    }
+    /// A newcomer's first `cargo xtask test-local` at REV (default HEAD) in a temporary clone with an
+    /// empty CARGO_HOME and target dir: download, xtask compile, bootstrap compile and test phases,
+    /// then the warm and edit loops
+    #[arg(long, value_name = "REV", num_args = 0..=1, default_missing_value = "HEAD")]
+    first_run: Option<String>,
 }
 
 /// The four series of one benchmark run.
-pub struct Results {
+struct Results {
     pub fresh: Series,
     pub current: Series,
     pub psql_fresh: Series,
@@ -81,9 +64,12 @@ impl Bench {
         anyhow::ensure!(self.runs > 0, "bench: --runs must be at least 1");
         let choice: PgChoice = self.postgres.parse()?;
         let choice = choice.with_image(&self.image);
+        if let Some(rev) = &self.first_run {
+            return first_run::run(&self.postgres, rev);
+        }
         if self.scale {
             anyhow::ensure!(self.rows > 0, "bench: --rows must be at least 1");
-            return crate::bench_scale::run(&choice, self.runs, self.rows);
+            return scale::run(&choice, self.runs, self.rows);
         }
         let bootstrap = if self.no_build {
             crate::build::target_dir().join("release/init-fn")
@@ -113,7 +99,7 @@ impl Bench {
 }
 
 /// Run every series `runs` times, interleaved so drift affects all alike.
-pub async fn measure(server: &PgServer, bootstrap: &Path, runs: usize) -> anyhow::Result<Results> {
+async fn measure(server: &PgServer, bootstrap: &Path, runs: usize) -> anyhow::Result<Results> {
     let secrets = SecretsManager::start().await?;
     secrets.put(SECRET_ID, server.password());
     let ddl = crate::project_root().join(DDL);
@@ -127,25 +113,15 @@ pub async fn measure(server: &PgServer, bootstrap: &Path, runs: usize) -> anyhow
         let db = format!("bench_fn_{i}");
         server.create_database(&db).await?;
         for series in [&mut results.fresh, &mut results.current] {
-            let mut spec = FunctionSpec::new(bootstrap, FUNCTION_NAME);
-            spec.env = function_env(server, &secrets, &db, SECRET_ID);
-            let mut function = LocalFunction::start(spec).await?;
-            let inv = function.invoke(json!({"action": "apply"})).await?;
-            function.shutdown().await;
-            if !matches!(&inv.outcome, Outcome::Response(v) if v["status"] == "ok") {
-                eprintln!("{}", inv.log);
-                bail!("bench: {} failed: {}", series.label, inv.outcome);
-            }
-            series.wall.push(inv.total);
-            series.rss_kb.push(inv.max_rss_kb.unwrap_or(0));
+            let apply = json!({"action": "apply"});
+            let what = format!("bench: {} failed", series.label);
+            series.push(cold_run(server, &secrets, bootstrap, &db, apply, &what).await?);
         }
 
         let db = format!("bench_psql_{i}");
         server.create_database(&db).await?;
         for series in [&mut results.psql_fresh, &mut results.psql_current] {
-            let (wall, rss) = psql_file(server, &db, &ddl).await?;
-            series.wall.push(wall);
-            series.rss_kb.push(rss);
+            series.push(psql_file(server, &db, &ddl).await?);
         }
     }
     Ok(results)
@@ -186,26 +162,9 @@ async fn psql_file(server: &PgServer, db: &str, file: &Path) -> anyhow::Result<(
     Ok((wall, rss))
 }
 
-pub fn mib(kb: u64) -> f64 {
-    kb as f64 / 1024.0
-}
-
-pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// The table and the ratios against the floor.
-pub fn print_results(r: &Results) {
-    println!("{:<32} {:>12} {:>10}", "", "median wall", "peak RSS");
-    for s in [&r.fresh, &r.current, &r.psql_fresh, &r.psql_current] {
-        println!(
-            "{:<32} {:>9.1} ms {:>6.1} MiB",
-            s.label,
-            ms(s.median()),
-            mib(s.peak_rss_kb())
-        );
-    }
-    let ratio = |a: &Series, b: &Series| ms(a.median()) / ms(b.median()).max(f64::EPSILON);
+fn print_results(r: &Results) {
+    print_table(32, &[&r.fresh, &r.current, &r.psql_fresh, &r.psql_current]);
     println!(
         "ratio to the psql floor: fresh {:.2}x, up-to-date {:.2}x (goal <= 1.3x); \
          bootstrap peak RSS {:.1} MiB (goal <= 16 MiB)",
@@ -213,20 +172,4 @@ pub fn print_results(r: &Results) {
         ratio(&r.current, &r.psql_current),
         mib(r.fresh.peak_rss_kb().max(r.current.peak_rss_kb())),
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_and_peak() {
-        let s = Series {
-            label: "x",
-            wall: [30, 10, 20].map(Duration::from_millis).to_vec(),
-            rss_kb: vec![5, 9, 7],
-        };
-        assert_eq!(s.median(), Duration::from_millis(20));
-        assert_eq!(s.peak_rss_kb(), 9);
-    }
 }

@@ -1,0 +1,271 @@
+//! `cargo xtask test-local`: the release bootstrap against real Postgres, run exactly as Lambda
+//! would (Runtime API emulator) with a built-in Secrets Manager; the scenario's reports are
+//! checked against snapshots in `tests/snapshots/`. The `tests` crate runs the same scenario.
+//! This file is the command; the bootstrap (`target`), the steps (`scenario`), the snapshot
+//! comparison (`snapshot`) and the one-line summaries (`summary`) are beside it.
+
+mod scenario;
+mod snapshot;
+mod summary;
+mod target;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+use crate::build::Arch;
+use crate::local::function::Runtime;
+use crate::local::postgres::{DEFAULT_IMAGE, PgChoice, PgServer};
+pub use scenario::{
+    DATABASE, FUNCTION_NAME, SECRET_ID, Scenario, Step, WRONG_SECRET_ID, function_env,
+    run_scenario, run_scenario_under, scenario_database,
+};
+pub use snapshot::{
+    SnapshotMode, SnapshotResult, check_snapshot, redact, snapshot_dir, snapshot_path,
+};
+pub use summary::summarize;
+pub use target::{Profile, Target, build_bootstrap, build_release_bootstrap};
+
+/// Run the release bootstrap against real Postgres with emulated Lambda and Secrets Manager,
+/// and check its reports against the snapshots
+#[derive(clap::Args)]
+pub struct TestLocal {
+    /// Postgres to run against: auto, docker, local, or a postgres:// URL (append
+    /// `?sslmode=verify-full&sslrootcert=PATH` for a server with its own CA)
+    #[arg(long, default_value = "auto")]
+    postgres: String,
+    /// Image for `--postgres docker` (and auto when Docker answers)
+    #[arg(long, default_value = DEFAULT_IMAGE)]
+    image: String,
+    /// `host`: the native release build; `arm64`: the Lambda arm64 bootstrap under qemu-user
+    #[arg(long, value_enum, default_value = "host")]
+    arch: TargetArch,
+    /// `emulator`: the project's Runtime API emulator; `rie`: AWS's Runtime Interface Emulator
+    /// (`aws-lambda-rie`, fetched from the aws-sam-cli wheel into .venv/rie on first use)
+    #[arg(long, value_enum, default_value = "emulator")]
+    runtime: Runtime,
+    /// Print each report as raw JSON as well as the summary
+    #[arg(long)]
+    json: bool,
+    /// Accept the current reports: (re)write the snapshots (never under CI)
+    #[arg(long)]
+    update_snapshots: bool,
+    /// Use the existing bootstrap instead of building it
+    #[arg(long)]
+    no_build: bool,
+    /// Run the exact shipped build (`[profile.release]`: fat LTO, one codegen unit) instead of the
+    /// quick-to-rebuild `[profile.local]` (same code and features). `--arch arm64` is always release.
+    #[arg(long)]
+    release: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TargetArch {
+    Host,
+    Arm64,
+}
+
+fn progress(elapsed: Duration, line: &str) {
+    println!("[{:>6.2}s] {line}", elapsed.as_secs_f64());
+}
+
+impl TestLocal {
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let choice: PgChoice = self.postgres.parse()?;
+        let choice = choice.with_image(&self.image);
+        if self.update_snapshots && crate::is_ci() {
+            bail!(
+                "test-local: --update-snapshots is refused under CI (snapshots are reviewed, not written by CI)"
+            );
+        }
+
+        let profile = if self.release || self.arch == TargetArch::Arm64 {
+            Profile::Release
+        } else {
+            Profile::Local
+        };
+        let target = if self.no_build {
+            match self.arch {
+                TargetArch::Host => Target::host(profile.bootstrap_path()),
+                TargetArch::Arm64 => {
+                    Target::arm64(crate::build::lambda_dir(Arch::Arm64).join("bootstrap"))
+                }
+            }
+        } else {
+            progress(
+                started.elapsed(),
+                &match (self.arch, profile) {
+                    (TargetArch::Arm64, _) => "build: Lambda arm64 bootstrap (release profile, cargo-zigbuild)".to_string(),
+                    (TargetArch::Host, Profile::Local) => "build: host bootstrap, profile local (release code, no LTO; --release for the shipped profile)".to_string(),
+                    (TargetArch::Host, Profile::Release) => "build: host bootstrap, profile release (as shipped)".to_string(),
+                },
+            );
+            match self.arch {
+                TargetArch::Host => Target::host(build_bootstrap(profile)?),
+                TargetArch::Arm64 => Target::arm64(crate::build::bootstrap(sh, Arch::Arm64)?),
+            }
+        };
+        if self.arch == TargetArch::Arm64 {
+            cmd!(sh, "qemu-aarch64-static --version")
+                .quiet()
+                .ignore_stdout()
+                .run()
+                .context("test-local --arch arm64 needs qemu-aarch64-static (Debian: qemu-user-static, libc6-arm64-cross)")?;
+        }
+        progress(
+            started.elapsed(),
+            &format!("bootstrap: {}", display(&target.bootstrap)),
+        );
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let image = self.image.clone();
+        let json_out = self.json;
+        let runtime_choice = self.runtime;
+        let scenario = runtime.block_on(async move {
+            // `--image` also applies when auto picks Docker.
+            let auto_image = matches!(choice, PgChoice::Auto) && image != DEFAULT_IMAGE;
+            let server = if auto_image && crate::local::postgres::docker_answers().await {
+                PgServer::start(&PgChoice::Docker { image }).await?
+            } else {
+                PgServer::start(&choice).await?
+            };
+            let version = server.server_version().await.unwrap_or_default();
+            progress(
+                started.elapsed(),
+                &format!(
+                    "postgres: {} on {}:{} (PostgreSQL {version}, TLS {})",
+                    server.kind(),
+                    server.host(),
+                    server.port(),
+                    server.sslmode()
+                ),
+            );
+            progress(
+                started.elapsed(),
+                &format!("runtime: {}", runtime_choice.name()),
+            );
+            let scenario = run_scenario_under(runtime_choice, &server, &target, |step| {
+                let inv = &step.invocation;
+                let timing = format!(
+                    "{}{:.0} ms{}",
+                    if inv.cold { "cold, " } else { "" },
+                    inv.total.as_secs_f64() * 1000.0,
+                    inv.max_rss_kb.map_or(String::new(), |kb| format!(
+                        ", rss {:.1} MiB",
+                        kb as f64 / 1024.0
+                    )),
+                );
+                progress(
+                    started.elapsed(),
+                    &format!("{:<13} {}  [{timing}]", step.name, summarize(&step.payload)),
+                );
+                if json_out {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&step.payload).unwrap_or_default()
+                    );
+                }
+                if let Some(problem) = &step.problem {
+                    println!(
+                        "    FAILED: {problem}\n    log:\n{}",
+                        indent(&step.invocation.log)
+                    );
+                }
+            })
+            .await;
+            server.stop().await?;
+            scenario
+        })?;
+
+        let mode = if self.update_snapshots {
+            SnapshotMode::Update
+        } else {
+            SnapshotMode::Check
+        };
+        let mut failures = scenario.problems();
+        let mut written = 0;
+        for step in &scenario.steps {
+            match check_snapshot(
+                step.name,
+                &redact(&step.payload, &scenario.database, scenario.port),
+                mode,
+            )? {
+                SnapshotResult::Matched => {}
+                SnapshotResult::Written => written += 1,
+                SnapshotResult::Missing => failures.push(format!(
+                    "{}: no snapshot at {}",
+                    step.name,
+                    display(&snapshot_path(step.name))
+                )),
+                SnapshotResult::Mismatch { diff } => {
+                    println!(
+                        "\nsnapshot mismatch for step {} ({}):\n{diff}",
+                        step.name,
+                        display(&snapshot_path(step.name))
+                    );
+                    failures.push(format!("{}: report differs from its snapshot", step.name));
+                }
+            }
+        }
+        if written > 0 {
+            progress(
+                started.elapsed(),
+                &format!("snapshots: wrote {written} in {}", display(&snapshot_dir())),
+            );
+        }
+        if !failures.is_empty() {
+            println!();
+            for f in &failures {
+                println!("FAILED {f}");
+            }
+            if failures.iter().any(|f| f.contains("snapshot")) {
+                if crate::is_ci() {
+                    println!(
+                        "accept changed reports locally with `cargo xtask test-local --update-snapshots` and commit tests/snapshots/"
+                    );
+                } else {
+                    println!(
+                        "accept with `cargo xtask test-local --update-snapshots` or `cargo insta review` (the .snap.new files are written)"
+                    );
+                }
+            }
+            bail!(
+                "test-local: {} of {} steps failed",
+                failures.len(),
+                scenario.steps.len()
+            );
+        }
+        progress(
+            started.elapsed(),
+            &format!(
+                "ok: {} steps {} ({} provider, {} runtime)",
+                scenario.steps.len(),
+                if written > 0 {
+                    format!("passed, {written} snapshots written")
+                } else {
+                    "matched their snapshots".to_string()
+                },
+                scenario.provider,
+                self.runtime.name()
+            ),
+        );
+        Ok(())
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.strip_prefix(crate::project_root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("      {l}\n")).collect()
+}
