@@ -1,6 +1,8 @@
 //! `cargo xtask logs` against moto's CloudWatch Logs on 127.0.0.1: log events seeded with
 //! PutLogEvents (two invocations on two streams, one failed, JSON and text lines), read over several
 //! pages, rendered by invocation; the filters; `--follow` picking up later events; a missing group.
+//! Then what deploy sets up for the logs (the group before the function, its retention, the
+//! LoggingConfig as moto received it), clean removing it, and `cargo xtask run` end to end.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -290,4 +292,325 @@ async fn a_missing_log_group_is_a_clear_message() -> anyhow::Result<()> {
         "{err}"
     );
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// deploy sets the logs up; clean removes them.
+
+/// A call to moto's own API (`/moto-api/...`), outside the SDK; the answer's body.
+fn moto_api(moto: &Moto, method: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let addr = moto.endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    anyhow::ensure!(head.contains(" 200 "), "{method} {path}: {head}");
+    Ok(body.to_string())
+}
+
+/// The requests moto received since the recorder started: (operation, JSON body), in order.
+fn recorded(moto: &Moto) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+    use base64::Engine;
+    let text = moto_api(moto, "GET", "/moto-api/recorder/download-recording")?;
+    let mut calls = Vec::new();
+    for line in text.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line)?;
+        let body = entry["body"].as_str().unwrap_or_default();
+        let body = if entry["body_encoded"] == true {
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(body)?)?
+        } else {
+            body.to_string()
+        };
+        let target = entry["headers"]
+            .as_object()
+            .and_then(|h| {
+                h.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
+            })
+            .and_then(|(_, v)| v.as_str())
+            .map(|t| t.rsplit('.').next().unwrap_or(t).to_string());
+        let url = entry["url"].as_str().unwrap_or_default();
+        let operation = match (entry["method"].as_str(), target) {
+            (_, Some(target)) => target,
+            (Some("POST"), None) if url.ends_with("/2015-03-31/functions") => {
+                "CreateFunction".into()
+            }
+            (Some("PUT"), None) if url.ends_with("/configuration") => {
+                "UpdateFunctionConfiguration".into()
+            }
+            (Some(method), None) => format!("{method} {url}"),
+            _ => continue,
+        };
+        calls.push((operation, serde_json::from_str(&body).unwrap_or_default()));
+    }
+    Ok(calls)
+}
+
+async fn retention(c: &Clients, group: &str) -> anyhow::Result<Option<Option<i32>>> {
+    let found = c
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(group)
+        .send()
+        .await?;
+    Ok(found
+        .log_groups()
+        .iter()
+        .find(|g| g.log_group_name() == Some(group))
+        .map(|g| g.retention_in_days()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_creates_the_log_group_before_the_function_with_its_logging_config()
+-> anyhow::Result<()> {
+    use tests::seed::{add_secrets_manager_endpoint, seed, settings};
+    use xtask_aws::deploy::{change::Change, deploy};
+    let moto = Moto::start()?;
+    let c = Clients::new(&moto.sdk_config().await);
+    let seeded = seed(&c, true).await?;
+    add_secrets_manager_endpoint(&c, &seeded).await?;
+    let s = settings();
+    let group = group_name(&s.function_name);
+    let zip = xtask::build::zip_bytes(b"\x7fELF logs")?;
+    let mut out = Vec::new();
+
+    // --dry-run shows the group and creates nothing.
+    let report = deploy(&c, &s, &zip, true, &mut out).await?;
+    let create = Change::CreateLogGroup {
+        name: group.clone(),
+        retention_days: 30,
+    };
+    assert!(report.changes.contains(&create), "{:?}", report.changes);
+    let printed = String::from_utf8(std::mem::take(&mut out))?;
+    assert!(
+        printed.contains("  - create log group /aws/lambda/ca-a2a-db-init (retention 30 days)"),
+        "{printed}"
+    );
+    assert_eq!(
+        retention(&c, &group).await?,
+        None,
+        "dry run created the group"
+    );
+
+    moto_api(&moto, "POST", "/moto-api/recorder/start-recording")?;
+    deploy(&c, &s, &zip, false, &mut out).await?;
+    assert_eq!(retention(&c, &group).await?, Some(Some(30)));
+    let calls = recorded(&moto)?;
+    let position = |op: &str| calls.iter().position(|(o, _)| o == op);
+    let (created_group, created_function) =
+        (position("CreateLogGroup"), position("CreateFunction"));
+    assert!(
+        created_group.is_some() && created_group < position("PutRetentionPolicy"),
+        "{calls:?}"
+    );
+    assert!(
+        position("PutRetentionPolicy") < created_function,
+        "{calls:?}"
+    );
+    let (_, body) = &calls[created_function.unwrap()];
+    assert_eq!(
+        body["LoggingConfig"],
+        serde_json::json!({"LogFormat": "JSON", "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN", "LogGroup": group})
+    );
+
+    // Unchanged: nothing. A retention changed by hand is set back, and only that.
+    let report = deploy(&c, &s, &zip, false, &mut out).await?;
+    assert_eq!(report.changes, vec![]);
+    c.logs
+        .put_retention_policy()
+        .log_group_name(&group)
+        .retention_in_days(7)
+        .send()
+        .await?;
+    let report = deploy(&c, &s, &zip, false, &mut out).await?;
+    assert_eq!(
+        report.changes,
+        vec![Change::SetRetention {
+            days: 30,
+            from: Some(7)
+        }]
+    );
+    assert_eq!(retention(&c, &group).await?, Some(Some(30)));
+
+    // Text from the flags: the configuration update carries no levels (Lambda refuses them).
+    let mut text = s.clone();
+    xtask_aws::aws::SettingsArgs {
+        log_format: Some(xtask_aws::aws::LogFormat::Text),
+        memory: Some(256),
+        ..Default::default()
+    }
+    .apply(&mut text);
+    moto_api(&moto, "POST", "/moto-api/recorder/reset-recording")?;
+    deploy(&c, &text, &zip, false, &mut out).await?;
+    let calls = recorded(&moto)?;
+    let update = calls
+        .iter()
+        .find(|(o, _)| o == "UpdateFunctionConfiguration")
+        .map(|(_, b)| b)
+        .expect("a configuration update");
+    assert_eq!(
+        update["LoggingConfig"],
+        serde_json::json!({"LogFormat": "Text", "LogGroup": group})
+    );
+
+    let removed = xtask_aws::clean::clean(&c, &s, false, &mut out).await?;
+    assert!(
+        removed.contains(&format!("log group {group}")),
+        "{removed:?}"
+    );
+    assert_eq!(retention(&c, &group).await?, None);
+    Ok(())
+}
+
+#[test]
+fn bad_logging_settings_are_named() {
+    let manifest =
+        std::fs::read_to_string(xtask::project_root().join("init-fn/Cargo.toml")).unwrap();
+    for (from, to, named) in [
+        (
+            "log_format = \"JSON\"",
+            "log_format = \"xml\"",
+            "log_format = \"xml\" is not one of JSON, Text",
+        ),
+        (
+            "log_level = \"INFO\"",
+            "log_level = \"verbose\"",
+            "log_level = \"verbose\" is not one of TRACE",
+        ),
+        (
+            "log_retention_days = 30",
+            "log_retention_days = 31",
+            "log_retention_days = 31 is not a retention CloudWatch Logs accepts",
+        ),
+        (
+            "log_format = \"JSON\"",
+            "log_format = \"Text\"",
+            "log_level = \"INFO\" needs log_format = \"JSON\"",
+        ),
+    ] {
+        assert!(manifest.contains(from), "{from}");
+        let err = xtask_aws::aws::Settings::from_toml(&manifest.replace(from, to)).unwrap_err();
+        assert!(format!("{err:#}").contains(named), "{err:#}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `cargo xtask run`: deploy and clean against moto, the invocation through `serve`'s Invoke API
+// (the real bootstrap, JSON logging, local Postgres).
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_deploys_invokes_and_cleans_up_even_after_a_failed_invocation() -> anyhow::Result<()> {
+    use tests::seed::{add_secrets_manager_endpoint, seed, settings};
+    use xtask::local::logging::{LogControls, LogFormat};
+    use xtask::serve::LocalStack;
+    let bootstrap =
+        tokio::task::spawn_blocking(xtask::test_local::build_release_bootstrap).await??;
+    let mut stack =
+        LocalStack::start(&xtask::local::postgres::PgChoice::Auto, bootstrap, None).await?;
+    stack.spec.logging = Some(LogControls {
+        format: LogFormat::Json,
+        level: None,
+    });
+    let api = stack.serve(([127, 0, 0, 1], 0).into()).await?;
+    let invoker =
+        Clients::new(&xtask_aws::aws::local_sdk_config(&api.endpoint(), "eu-west-3").await);
+    let moto = Moto::start()?;
+    let c = Clients::new(&moto.sdk_config().await);
+    let seeded = seed(&c, true).await?;
+    add_secrets_manager_endpoint(&c, &seeded).await?;
+    let s = settings();
+    let zip = xtask::build::zip_bytes(b"\x7fELF run")?;
+    let left = |c: Clients, s: xtask_aws::aws::Settings| async move {
+        let function = xtask_aws::deploy::function::observe(&c, &s.function_name).await?;
+        let role = tests::iam::read_role(&c, &s.role).await?;
+        let group = retention(&c, &group_name(&s.function_name)).await?;
+        anyhow::Ok((function.is_some(), role.is_some(), group.is_some()))
+    };
+
+    let mut out = Vec::new();
+    xtask_aws::run::run(
+        &c,
+        &invoker,
+        &s,
+        &zip,
+        br#"{"action":"apply"}"#,
+        false,
+        &mut out,
+    )
+    .await?;
+    let text = String::from_utf8(std::mem::take(&mut out))?;
+    for part in [
+        "== deploy",
+        "== invoke",
+        "--- log tail ---",
+        "== clean",
+        "deleted function ca-a2a-db-init",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.contains(" INFO ") && l.contains("connecting")),
+        "the JSON lines rendered: {text}"
+    );
+    assert_eq!(
+        left(c.clone(), s.clone()).await?,
+        (false, false, false),
+        "{text}"
+    );
+
+    xtask_aws::run::run(
+        &c,
+        &invoker,
+        &s,
+        &zip,
+        br#"{"action":"status"}"#,
+        true,
+        &mut out,
+    )
+    .await?;
+    let text = String::from_utf8(std::mem::take(&mut out))?;
+    assert!(
+        text.contains("== kept function ca-a2a-db-init (--keep)"),
+        "{text}"
+    );
+    assert_eq!(
+        left(c.clone(), s.clone()).await?,
+        (true, true, true),
+        "{text}"
+    );
+
+    let failed = xtask_aws::run::run(
+        &c,
+        &invoker,
+        &s,
+        &zip,
+        br#"{"action":"drop"}"#,
+        false,
+        &mut out,
+    )
+    .await;
+    let text = String::from_utf8(std::mem::take(&mut out))?;
+    let err = format!("{:#}", failed.expect_err("a failed invocation fails run"));
+    assert!(
+        err.contains("the invocation failed (cleaned up)") && err.contains("InvalidEvent"),
+        "{err}"
+    );
+    assert!(
+        text.contains("FunctionError (Unhandled): InvalidEvent"),
+        "{text}"
+    );
+    assert_eq!(
+        left(c.clone(), s.clone()).await?,
+        (false, false, false),
+        "{text}"
+    );
+
+    drop(api);
+    stack.stop().await
 }
