@@ -339,7 +339,13 @@ async fn seed_role_is_narrowed_and_customer_key_gets_decrypt() -> anyhow::Result
     // --keep-role: the function goes, the role and its policies stay.
     let mut out = Vec::new();
     let removed = xtask_aws::clean::clean(&c, &s, true, &mut out).await?;
-    assert_eq!(removed, vec!["function ca-a2a-db-init".to_string()]);
+    assert_eq!(
+        removed,
+        [
+            "function ca-a2a-db-init",
+            "log group /aws/lambda/ca-a2a-db-init"
+        ]
+    );
     assert!(function(&c, &s.function_name).await.is_none());
     assert!(role_exists(&c, &s.role).await);
     Ok(())
