@@ -108,6 +108,8 @@ impl Config {
                 path.display()
             )));
         }
+        // Read by `metrics` itself; checked here so a bad value is a `Config` error like any other.
+        crate::metrics::namespace(lookup("METRICS_NAMESPACE").as_deref())?;
         Ok(Config {
             host: text("DB_HOST")?,
             port,
@@ -175,6 +177,10 @@ mod tests {
             (
                 vec![("DB_CA_BUNDLE", "/nonexistent/ca.pem")],
                 "DB_CA_BUNDLE",
+            ),
+            (
+                vec![("METRICS_NAMESPACE", "AWS/Lambda")],
+                "METRICS_NAMESPACE",
             ),
         ] {
             let err = config(&vars).unwrap_err();

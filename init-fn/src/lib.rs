@@ -10,6 +10,8 @@ pub mod deadline;
 pub mod error;
 pub mod event;
 pub mod ledger;
+pub mod log;
+pub mod metrics;
 pub mod migrate;
 pub mod migration;
 pub mod objects;
@@ -117,7 +119,16 @@ pub async fn handle(
     request_id: &str,
     deadline: Option<SystemTime>,
 ) -> Result<Response, InitError> {
-    let event = event::parse(event);
+    handle_parsed(state, event::parse(event), request_id, deadline).await
+}
+
+/// [`handle`] for an event already parsed (the bootstrap reads its action for the metrics first).
+pub async fn handle_parsed(
+    state: &State,
+    event: event::Event,
+    request_id: &str,
+    deadline: Option<SystemTime>,
+) -> Result<Response, InitError> {
     let Some(reply) = event.reply else {
         return respond(state, event.request?, request_id, deadline).await;
     };

@@ -1,40 +1,59 @@
 //! Lambda glue only: logging, state built once, then the runtime loop.
 
-use init_fn::{Config, State, handle, migrate, secret};
+use std::time::{Instant, SystemTime};
+
+use init_fn::{
+    Config, InitError, Request, Response, State, Work, event, handle_parsed, log,
+    metrics::{Invocation, Metrics},
+    migrate, secret,
+};
 use lambda_runtime::{LambdaEvent, service_fn};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    // init-fn's own progress at info; the SDK and driver only when they warn.
-    let filter = tracing_subscriber::filter::Targets::new()
-        .with_default(tracing::Level::WARN)
-        .with_target("init_fn", tracing::Level::INFO);
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .finish()
-        .with(filter)
-        .init();
+    log::init(&log::Settings::from_env());
+    let metrics = Metrics::from_env();
     let state = State::new(
         Config::from_env(),
         secret::client_from_env(),
         migrate::embedded(),
     );
-    let state = &state;
+    let (state, metrics) = (&state, &metrics);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let deadline = event.context.deadline();
-            handle(
-                state,
-                event.payload,
-                &event.context.request_id,
-                Some(deadline),
-            )
-            .await
+            invoke(state, metrics, event).await
         },
     ))
     .await
+}
+
+/// One invocation, then its failure line and its metrics document.
+async fn invoke(
+    state: &State,
+    metrics: &Metrics,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<Response, InitError> {
+    let started = Instant::now();
+    let LambdaEvent { payload, context } = event;
+    let event = event::parse(payload);
+    let action = match &event.request {
+        Ok(Request {
+            work: Work::Run(action),
+            ..
+        }) => Some(*action),
+        _ => None,
+    };
+    let result = handle_parsed(state, event, &context.request_id, Some(context.deadline())).await;
+    if let Err(err) = &result {
+        log::failure(err);
+    }
+    metrics.write(&Invocation {
+        function_name: &context.env_config.function_name,
+        request_id: &context.request_id,
+        action,
+        result: result.as_ref().map(Response::report),
+        duration: started.elapsed(),
+        at: SystemTime::now(),
+    });
+    result
 }

@@ -13,6 +13,9 @@ use anyhow::{Context, bail};
 pub struct Moto {
     child: Child,
     pub endpoint: String,
+    /// Where moto's recorder writes the requests it received, once a test starts it
+    /// (`/moto-api/recorder/start-recording`).
+    pub recording: PathBuf,
 }
 
 /// `<root>/.venv/bin/moto_server`, else `moto_server` on PATH.
@@ -39,10 +42,12 @@ impl Moto {
     pub fn start() -> anyhow::Result<Moto> {
         let bin = moto_server()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let recording = std::env::temp_dir().join(format!("init-fn-moto-{port}.recording"));
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // AWS-managed policies (AWSLambdaVPCAccessExecutionRole, ...) exist only when asked for.
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .env("MOTO_RECORDER_FILEPATH", &recording)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -51,6 +56,7 @@ impl Moto {
         let mut moto = Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
+            recording,
         };
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let started = Instant::now();
@@ -79,5 +85,6 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.recording);
     }
 }

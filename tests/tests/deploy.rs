@@ -84,6 +84,10 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
                 name: SECRET_POLICY_NAME.into(),
                 document: expected_policy.clone()
             },
+            Change::CreateLogGroup {
+                name: "/aws/lambda/ca-a2a-db-init".into(),
+                retention_days: 30
+            },
             Change::CreateFunction,
         ]
     );
@@ -171,13 +175,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
     assert_eq!(f.memory_size(), Some(256));
     assert_eq!(f.code_sha256(), Some(code_sha256(&zip2).as_str()));
 
-    // Lambda creates the log group on the first invocation; clean must remove it.
-    c.logs
-        .create_log_group()
-        .log_group_name("/aws/lambda/ca-a2a-db-init")
-        .send()
-        .await?;
-
+    // Deploy created the log group (tests/logs.rs checks it); clean must remove it.
     let mut out = Vec::new();
     let removed = xtask_aws::clean::clean(&c, &s, false, &mut out).await?;
     println!("{}", String::from_utf8_lossy(&out));
@@ -320,7 +318,13 @@ async fn seed_role_is_narrowed_and_customer_key_gets_decrypt() -> anyhow::Result
     // --keep-role: the function goes, the role and its policies stay.
     let mut out = Vec::new();
     let removed = xtask_aws::clean::clean(&c, &s, true, &mut out).await?;
-    assert_eq!(removed, vec!["function ca-a2a-db-init".to_string()]);
+    assert_eq!(
+        removed,
+        [
+            "function ca-a2a-db-init",
+            "log group /aws/lambda/ca-a2a-db-init"
+        ]
+    );
     assert!(function(&c, &s.function_name).await.is_none());
     assert!(role_exists(&c, &s.role).await);
     Ok(())

@@ -211,7 +211,8 @@ async fn update_in_progress_is_waited_out_by_deploy_and_clean() -> anyhow::Resul
         took,
     );
     assert_eq!(e.proxy.calls("DeleteFunction"), 3);
-    assert_eq!(removed.len(), 4, "{removed:?}");
+    // The function, its log group, the role's two policies, the role.
+    assert_eq!(removed.len(), 5, "{removed:?}");
     assert!(out.contains("before DeleteFunction"), "{out}");
     assert!(e.function().await.is_none());
     assert!(read_role(&e.direct, &e.s.role).await?.is_none());

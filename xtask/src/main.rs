@@ -25,6 +25,10 @@ enum Command {
     Clean(xtask::aws_commands::Passthrough),
     /// Write a CloudFormation or SAM template of exactly what deploy creates (`--help` for flags)
     Template(xtask::aws_commands::Passthrough),
+    /// Show the function's log lines by invocation, failures marked; --follow (`--help` for flags)
+    Logs(xtask::aws_commands::Passthrough),
+    /// Deploy, invoke once, then clean up unless --keep, as the original script (`--help` for flags)
+    Run(xtask::aws_commands::Passthrough),
     Serve(xtask::serve::Serve),
     Doctor(xtask::doctor::Doctor),
     Lint(xtask::lint::Lint),
@@ -48,6 +52,8 @@ fn run() -> anyhow::Result<()> {
         Command::Invoke(cmd) => cmd.run(&sh, "invoke"),
         Command::Clean(cmd) => cmd.run(&sh, "clean"),
         Command::Template(cmd) => cmd.run(&sh, "template"),
+        Command::Logs(cmd) => cmd.run(&sh, "logs"),
+        Command::Run(cmd) => cmd.run(&sh, "run"),
         Command::Serve(cmd) => cmd.run(&sh),
         Command::Doctor(cmd) => cmd.run(&sh),
         Command::Lint(cmd) => cmd.run(&sh),

@@ -4,11 +4,12 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use aws_config::{BehaviorVersion, Region};
 
 use crate::retry::Policy;
 use xtask::build::Arch;
+pub use xtask::local::logging::{LogFormat, LogLevel};
 
 pub use aws_config::SdkConfig;
 pub use aws_sdk_cloudwatchlogs as logs;
@@ -40,6 +41,25 @@ pub struct Settings {
     pub subnets: Vec<String>,
     /// Empty: the RDS instance's VPC security groups.
     pub security_groups: Vec<String>,
+    /// The function's `LoggingConfig` log format.
+    pub log_format: LogFormat,
+    /// Its application log level; `None`: INFO under JSON, none under Text (Lambda filters by level
+    /// only for JSON logs).
+    pub log_level: Option<LogLevel>,
+    /// Retention of the log group `/aws/lambda/<function>`, one of CloudWatch's values.
+    pub log_retention_days: i32,
+}
+
+/// The retention periods CloudWatch Logs accepts (`PutRetentionPolicy`), in days.
+pub const RETENTION_DAYS: [i32; 22] = [
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+/// A metadata value named by one of a flag enum's names, case-insensitively.
+fn parse_named<T: clap::ValueEnum>(key: &str, value: &str, expected: &str) -> anyhow::Result<T> {
+    T::from_str(value, true)
+        .map_err(|_| anyhow::anyhow!("{key} = {value:?} is not one of {expected}"))
 }
 
 #[derive(serde::Deserialize)]
@@ -60,6 +80,9 @@ struct Metadata {
     subnets: Vec<String>,
     #[serde(default)]
     security_groups: Vec<String>,
+    log_format: Option<String>,
+    log_level: Option<String>,
+    log_retention_days: Option<i32>,
 }
 
 impl Settings {
@@ -93,7 +116,7 @@ impl Settings {
             .metadata
             .lambda
             .deploy;
-        Ok(Settings {
+        let s = Settings {
             function_name: m.function_name,
             role: m.role,
             region: m.region.unwrap_or_else(|| DEFAULT_REGION.to_string()),
@@ -108,7 +131,35 @@ impl Settings {
             sslmode: m.sslmode.unwrap_or_else(|| "verify-full".to_string()),
             subnets: m.subnets,
             security_groups: m.security_groups,
-        })
+            log_format: match &m.log_format {
+                Some(v) => parse_named("log_format", v, "JSON, Text")?,
+                None => LogFormat::Json,
+            },
+            log_level: m
+                .log_level
+                .map(|v| parse_named("log_level", &v, "TRACE, DEBUG, INFO, WARN, ERROR, FATAL"))
+                .transpose()?,
+            log_retention_days: m.log_retention_days.unwrap_or(30),
+        };
+        if let (LogFormat::Text, Some(level)) = (s.log_format, s.log_level) {
+            bail!(
+                "log_level = {:?} needs log_format = \"JSON\": Lambda filters by level only for JSON logs",
+                level.as_str()
+            );
+        }
+        s.checked()
+    }
+
+    /// The settings, or the named reason CloudWatch would refuse them.
+    fn checked(self) -> anyhow::Result<Settings> {
+        let days = self.log_retention_days;
+        if !RETENTION_DAYS.contains(&days) {
+            bail!(
+                "log_retention_days = {days} is not a retention CloudWatch Logs accepts: one of {}",
+                RETENTION_DAYS.map(|d| d.to_string()).join(", ")
+            );
+        }
+        Ok(self)
     }
 
     /// The project's settings: `init-fn/Cargo.toml`, then `AWS_REGION` / `AWS_PROFILE`, then `flags`.
@@ -125,7 +176,14 @@ impl Settings {
             s.profile = Some(profile);
         }
         flags.apply(&mut s);
-        Ok(s)
+        // The metadata's level is for JSON; a level asked for on the command line must apply.
+        if let (Some(level), LogFormat::Text) = (flags.log_level, s.log_format) {
+            bail!(
+                "--log-level {} needs --log-format json: Lambda filters by level only for JSON logs",
+                level.as_str().to_lowercase()
+            );
+        }
+        s.checked()
     }
 
     /// The SDK configuration for these settings: region, profile, the environment's credentials and
@@ -177,6 +235,15 @@ pub struct SettingsArgs {
     /// Security group for the function, repeatable [metadata: security_groups, else the instance's]
     #[arg(long = "security-group")]
     pub security_groups: Vec<String>,
+    /// The function's log format [metadata: log_format, json]
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// The function's application log level, JSON only [metadata: log_level, info]
+    #[arg(long, value_enum)]
+    pub log_level: Option<LogLevel>,
+    /// Days the log group keeps events [metadata: log_retention_days, 30]
+    #[arg(long)]
+    pub log_retention_days: Option<i32>,
 }
 
 impl SettingsArgs {
@@ -208,6 +275,15 @@ impl SettingsArgs {
         }
         if !self.security_groups.is_empty() {
             s.security_groups.clone_from(&self.security_groups);
+        }
+        if let Some(f) = self.log_format {
+            s.log_format = f;
+        }
+        if self.log_level.is_some() {
+            s.log_level = self.log_level;
+        }
+        if let Some(d) = self.log_retention_days {
+            s.log_retention_days = d;
         }
     }
 }

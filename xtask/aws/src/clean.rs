@@ -71,7 +71,7 @@ pub async fn clean(
     };
     gone(format!("function {name}"), out, existed);
 
-    let group = format!("/aws/lambda/{name}");
+    let group = crate::logs::group_name(name);
     let existed = match c
         .logs
         .delete_log_group()

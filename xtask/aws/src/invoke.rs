@@ -10,6 +10,7 @@ use xshell::Shell;
 
 use crate::aws::{self, Clients, Settings, SettingsArgs, lambda};
 use crate::aws_error::describe;
+use crate::log_view::{Event, Filter, View};
 
 /// Invoke the deployed function and print its report and log tail
 #[derive(clap::Args, Default)]
@@ -89,7 +90,20 @@ impl Invocation {
 
     pub fn print(&self, json: bool, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         if let Some(tail) = &self.log_tail {
-            writeln!(out, "--- log tail ---\n{}\n---", tail.trim_end())?;
+            writeln!(out, "--- log tail ---")?;
+            let mut view = View::new(Filter::default(), false);
+            for (n, message) in tail.trim_end().lines().enumerate() {
+                let event = Event {
+                    id: n.to_string(),
+                    timestamp: 0,
+                    stream: String::new(),
+                    message: message.to_string(),
+                };
+                for line in view.event(&event) {
+                    writeln!(out, "{line}")?;
+                }
+            }
+            writeln!(out, "---")?;
         }
         if json {
             writeln!(out, "{}", String::from_utf8_lossy(&self.payload))?;

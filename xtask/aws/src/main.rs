@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use xtask::project_root;
 
-/// The AWS commands of `cargo xtask` (run through `cargo xtask deploy|invoke|clean|template`).
+/// The AWS commands of `cargo xtask` (run through `cargo xtask deploy|invoke|clean|template|logs|run`).
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
 struct Cli {
@@ -17,6 +17,8 @@ enum Command {
     Invoke(xtask_aws::invoke::Invoke),
     Clean(xtask_aws::clean::Clean),
     Template(xtask_aws::template::Template),
+    Logs(xtask_aws::logs::Logs),
+    Run(xtask_aws::run::Run),
 }
 
 fn main() -> ExitCode {
@@ -32,5 +34,7 @@ fn run() -> anyhow::Result<()> {
         Command::Invoke(cmd) => cmd.run(&sh),
         Command::Clean(cmd) => cmd.run(&sh),
         Command::Template(cmd) => cmd.run(&sh),
+        Command::Logs(cmd) => cmd.run(&sh),
+        Command::Run(cmd) => cmd.run(&sh),
     }
 }

@@ -222,6 +222,8 @@ pub fn render(d: &Desired, format: Format, checksum: &str, code_uri: &str) -> St
         json!({
             "# The role: only Lambda may assume it; VPC networking and logs; the one secret.": null,
             "Role": role(d),
+            "# The function's log group, made before the function so it never lacks a retention.": null,
+            "LogGroup": log_group(d),
             "# The function, in the database's subnets and security groups.": null,
             "Function": function(d, format, code_uri),
             "# Runs the migrations: Create and Update apply them; Delete leaves the schema as it is.": null,
@@ -296,7 +298,28 @@ fn function(d: &Desired, format: Format, code_uri: &str) -> Value {
         json!({"SubnetIds": f.subnets, "SecurityGroupIds": f.security_groups}),
     );
     p.insert("Environment".into(), json!({"Variables": f.env}));
+    let l = &f.logging;
+    let mut logging = Map::new();
+    logging.insert("LogFormat".into(), json!(l.format.as_str()));
+    if let Some(level) = l.application_level {
+        logging.insert("ApplicationLogLevel".into(), json!(level.as_str()));
+    }
+    if let Some(level) = l.system_level {
+        logging.insert("SystemLogLevel".into(), json!(level.as_str()));
+    }
+    logging.insert("LogGroup".into(), json!({"!Ref": "LogGroup"}));
+    p.insert("LoggingConfig".into(), Value::Object(logging));
     json!({"Type": kind, "Properties": p})
+}
+
+fn log_group(d: &Desired) -> Value {
+    json!({
+        "Type": "AWS::Logs::LogGroup",
+        "Properties": {
+            "LogGroupName": d.log_group.name,
+            "RetentionInDays": d.log_group.retention_days
+        }
+    })
 }
 
 #[cfg(test)]

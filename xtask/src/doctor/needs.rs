@@ -44,7 +44,7 @@ pub const COMMANDS: &[Needs] = &[
         groups: &[
             &[Rustfmt, Clippy],
             ARM64_BUILD,
-            &[Moto, Squawk, Pglast, CfnLint, Rie],
+            &[Moto, Squawk, Pglast, JsonSchema, CfnLint, Rie],
             POSTGRES_SERVER,
             &[Psql],
             ARM64_RUN,

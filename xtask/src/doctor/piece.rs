@@ -22,6 +22,7 @@ pub enum Piece {
     Moto,
     Squawk,
     Pglast,
+    JsonSchema,
     CfnLint,
     Rie,
     DockerEngine,
@@ -125,6 +126,14 @@ impl Piece {
                     },
                 )
             }
+            JsonSchema => row(
+                "jsonschema (EMF schema check)",
+                Install::Pip("jsonschema"),
+                move |_| match venv_package(&root, "jsonschema") {
+                    Some(dir) => Status::ok(rel(&dir)),
+                    None => Status::missing("no jsonschema package in .venv"),
+                },
+            ),
             CfnLint => row("cfn-lint", Install::Pip("cfn-lint"), |_| {
                 venv_or_path("cfn-lint")
             }),

@@ -3,6 +3,7 @@
 pub mod bootstrap;
 pub mod function;
 pub mod invocation;
+pub mod logging;
 pub mod postgres;
 pub mod rie;
 pub mod runtime_api;

@@ -6,15 +6,42 @@ use serde_json::Value;
 /// One change deploy makes (or would make, under `--dry-run`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
-    CreateRole { name: String, trust_policy: Value },
-    UpdateTrustPolicy { trust_policy: Value },
-    AttachPolicy { arn: String },
-    DetachPolicy { arn: String },
-    PutInlinePolicy { name: String, document: Value },
-    DeleteInlinePolicy { name: String },
+    CreateRole {
+        name: String,
+        trust_policy: Value,
+    },
+    UpdateTrustPolicy {
+        trust_policy: Value,
+    },
+    AttachPolicy {
+        arn: String,
+    },
+    DetachPolicy {
+        arn: String,
+    },
+    PutInlinePolicy {
+        name: String,
+        document: Value,
+    },
+    DeleteInlinePolicy {
+        name: String,
+    },
+    CreateLogGroup {
+        name: String,
+        retention_days: i32,
+    },
+    /// `from`: `None` when the group keeps events forever.
+    SetRetention {
+        days: i32,
+        from: Option<i32>,
+    },
     CreateFunction,
-    UpdateCode { from_sha256: String },
-    UpdateConfiguration { fields: Vec<String> },
+    UpdateCode {
+        from_sha256: String,
+    },
+    UpdateConfiguration {
+        fields: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Change {
@@ -42,6 +69,20 @@ impl std::fmt::Display for Change {
             }
             Change::DeleteInlinePolicy { name } => {
                 write!(f, "delete inline policy {name} (not needed)")
+            }
+            Change::CreateLogGroup {
+                name,
+                retention_days,
+            } => write!(
+                f,
+                "create log group {name} (retention {retention_days} days)"
+            ),
+            Change::SetRetention { days, from } => {
+                let from = from.map_or("never expire".to_string(), |d| format!("{d} days"));
+                write!(
+                    f,
+                    "set the log group's retention to {days} days (was {from})"
+                )
             }
             Change::CreateFunction => write!(f, "create the function"),
             Change::UpdateCode { from_sha256 } => {

@@ -1,5 +1,6 @@
 //! What deploy creates, as one value built from the settings and the discovery: the role with its
-//! trust and policies, and the function's configuration. `deploy` makes AWS match it; a renderer
+//! trust and policies, the log group with its retention, and the function's configuration with its
+//! logging config. `deploy` makes AWS match it; a renderer
 //! (a template) reads the same value, so the two cannot disagree.
 
 use std::collections::BTreeMap;
@@ -8,7 +9,7 @@ use serde_json::{Value, json};
 use xtask::build::Arch;
 
 use super::secret::Secret;
-use crate::aws::Settings;
+use crate::aws::{LogFormat, LogLevel, Settings};
 use crate::preflight::Network;
 
 /// Managed policy giving the function its ENIs in the VPC and its CloudWatch Logs.
@@ -21,7 +22,27 @@ pub const SECRET_POLICY_NAME: &str = "read-db-secret";
 #[derive(Clone, Debug, PartialEq)]
 pub struct Desired {
     pub role: RoleSpec,
+    /// Created before the function, so its first invocation does not create a never-expiring group.
+    pub log_group: LogGroupSpec,
     pub function: FunctionSpec,
+}
+
+/// The function's log group, `/aws/lambda/<function>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogGroupSpec {
+    pub name: String,
+    pub retention_days: i32,
+}
+
+/// The function's `LoggingConfig`: what Lambda sets `AWS_LAMBDA_LOG_FORMAT`/`_LEVEL` from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggingSpec {
+    pub format: LogFormat,
+    /// `None` under Text: Lambda filters by level only for JSON logs.
+    pub application_level: Option<LogLevel>,
+    /// Lambda's own START/END/REPORT lines (JSON only); WARN keeps them out, the EMF and errors stay.
+    pub system_level: Option<LogLevel>,
+    pub log_group: String,
 }
 
 /// The role deploy wants: only Lambda may assume it, and it may do only what the function needs.
@@ -51,6 +72,7 @@ pub struct FunctionSpec {
     pub security_groups: Vec<String>,
     /// base64(sha256) of the zip to run (see [`code_sha256`]).
     pub code_sha256: String,
+    pub logging: LoggingSpec,
 }
 
 impl Desired {
@@ -75,6 +97,17 @@ impl Desired {
             ("DB_SECRET_ID", secret.arn.clone()),
             ("DB_SSLMODE", s.sslmode.clone()),
         ];
+        let log_group = LogGroupSpec {
+            name: crate::logs::group_name(&s.function_name),
+            retention_days: s.log_retention_days,
+        };
+        let json = s.log_format == LogFormat::Json;
+        let logging = LoggingSpec {
+            format: s.log_format,
+            application_level: json.then(|| s.log_level.unwrap_or(LogLevel::Info)),
+            system_level: json.then_some(LogLevel::Warn),
+            log_group: log_group.name.clone(),
+        };
         let function = FunctionSpec {
             name: s.function_name.clone(),
             description: "Applies the documents_db migrations (init-fn)",
@@ -87,8 +120,13 @@ impl Desired {
             subnets: network.function_subnets.clone(),
             security_groups: network.function_security_groups.clone(),
             code_sha256,
+            logging,
         };
-        Desired { role, function }
+        Desired {
+            role,
+            log_group,
+            function,
+        }
     }
 }
 
@@ -207,5 +245,34 @@ mod tests {
         assert_eq!(d.function.env["DB_HOST"], "db.example");
         assert_eq!(d.function.env["DB_SECRET_ID"], SECRET);
         assert_eq!(d.function.subnets, ["subnet-a", "subnet-b"]);
+        assert_eq!(
+            d.log_group,
+            LogGroupSpec {
+                name: "/aws/lambda/ca-a2a-db-init".into(),
+                retention_days: 30
+            }
+        );
+        assert_eq!(
+            d.function.logging,
+            LoggingSpec {
+                format: LogFormat::Json,
+                application_level: Some(LogLevel::Info),
+                system_level: Some(LogLevel::Warn),
+                log_group: "/aws/lambda/ca-a2a-db-init".into()
+            }
+        );
+        let text = Settings {
+            log_format: LogFormat::Text,
+            log_level: None,
+            ..s
+        };
+        let d = Desired::new(&text, &network, &secret, code_sha256(b"zip"));
+        assert_eq!(
+            (
+                d.function.logging.application_level,
+                d.function.logging.system_level
+            ),
+            (None, None)
+        );
     }
 }

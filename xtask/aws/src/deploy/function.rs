@@ -9,7 +9,7 @@ use aws_sdk_lambda::error::ProvideErrorMetadata;
 use xtask::build::Arch;
 
 use super::change::Change;
-use super::desired::FunctionSpec;
+use super::desired::{FunctionSpec, LoggingSpec};
 use super::wait;
 use crate::aws::{Clients, lambda};
 use crate::aws_error::describe;
@@ -75,6 +75,12 @@ pub fn plan(
             "vpc",
             subnets != sorted(&want.subnets) || sgs != sorted(&want.security_groups),
         ),
+        // Lambda always reports a LoggingConfig; an endpoint that models none (moto) is not compared.
+        (
+            "logging",
+            cur.logging_config()
+                .is_some_and(|l| !logging_is(l, &want.logging)),
+        ),
     ];
     let fields: Vec<String> = differs
         .into_iter()
@@ -131,7 +137,8 @@ pub async fn apply(
                     .memory_size(want.memory)
                     .timeout(want.timeout)
                     .environment(environment(want))
-                    .vpc_config(vpc_config(want));
+                    .vpc_config(vpc_config(want))
+                    .logging_config(logging_config(&want.logging));
                 let (what, api) = ("update configuration", "UpdateFunctionConfiguration");
                 send(c, want, what, api, out, || req.clone().send()).await?;
                 format!("configuration update accepted ({})", fields.join(", "))
@@ -166,6 +173,7 @@ async fn create(
         .timeout(want.timeout)
         .environment(environment(want))
         .vpc_config(vpc_config(want))
+        .logging_config(logging_config(&want.logging))
         .code(
             lambda::types::FunctionCode::builder()
                 .zip_file(lambda::primitives::Blob::new(zip))
@@ -240,6 +248,31 @@ fn environment(want: &FunctionSpec) -> lambda::types::Environment {
         .build()
 }
 
+/// The `LoggingConfig` of the request: the levels only under JSON (Lambda refuses them with Text).
+fn logging_config(want: &LoggingSpec) -> lambda::types::LoggingConfig {
+    use lambda::types::{ApplicationLogLevel, LogFormat, SystemLogLevel};
+    lambda::types::LoggingConfig::builder()
+        .log_format(LogFormat::from(want.format.as_str()))
+        .set_application_log_level(
+            want.application_level
+                .map(|l| ApplicationLogLevel::from(l.as_str())),
+        )
+        .set_system_log_level(want.system_level.map(|l| SystemLogLevel::from(l.as_str())))
+        .log_group(&want.log_group)
+        .build()
+}
+
+/// Whether Lambda's `LoggingConfig` is the wanted one; under Text the levels Lambda keeps don't apply.
+fn logging_is(cur: &lambda::types::LoggingConfig, want: &LoggingSpec) -> bool {
+    let name = |l: Option<crate::aws::LogLevel>| l.map(|l| l.as_str());
+    let json = want.application_level.is_some();
+    cur.log_format().map(|f| f.as_str()) == Some(want.format.as_str())
+        && cur.log_group() == Some(want.log_group.as_str())
+        && (!json
+            || (cur.application_log_level().map(|l| l.as_str()) == name(want.application_level)
+                && cur.system_log_level().map(|l| l.as_str()) == name(want.system_level)))
+}
+
 fn vpc_config(want: &FunctionSpec) -> lambda::types::VpcConfig {
     lambda::types::VpcConfig::builder()
         .set_subnet_ids(Some(want.subnets.clone()))
@@ -250,7 +283,10 @@ fn vpc_config(want: &FunctionSpec) -> lambda::types::VpcConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lambda::types::{Architecture, FunctionConfiguration, Runtime};
+    use lambda::types::{
+        ApplicationLogLevel, Architecture, FunctionConfiguration, LogFormat, Runtime,
+        SystemLogLevel,
+    };
 
     fn want() -> FunctionSpec {
         FunctionSpec {
@@ -265,7 +301,22 @@ mod tests {
             subnets: vec!["subnet-b".into(), "subnet-a".into()],
             security_groups: vec!["sg-1".into()],
             code_sha256: "abc=".into(),
+            logging: LoggingSpec {
+                format: crate::aws::LogFormat::Json,
+                application_level: Some(crate::aws::LogLevel::Info),
+                system_level: Some(crate::aws::LogLevel::Warn),
+                log_group: "/aws/lambda/f".into(),
+            },
         }
+    }
+
+    fn logging(format: LogFormat, application: &str) -> lambda::types::LoggingConfig {
+        lambda::types::LoggingConfig::builder()
+            .log_format(format)
+            .application_log_level(ApplicationLogLevel::from(application))
+            .system_log_level(SystemLogLevel::Warn)
+            .log_group("/aws/lambda/f")
+            .build()
     }
 
     /// The function exactly as deploy wants it (subnets in another order).
@@ -290,6 +341,7 @@ mod tests {
                     .security_group_ids("sg-1")
                     .build(),
             )
+            .logging_config(logging(LogFormat::Json, "INFO"))
             .build()
     }
 
@@ -337,5 +389,31 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_differing_logging_config_is_an_update() {
+        let update = vec![Change::UpdateConfiguration {
+            fields: vec!["logging".into()],
+        }];
+        for cur in [
+            logging(LogFormat::Json, "DEBUG"),
+            logging(LogFormat::Text, "INFO"),
+        ] {
+            let mut f = as_wanted();
+            f.logging_config = Some(cur);
+            assert_eq!(plan(&want(), Some(&f), Some("arn:role")), update);
+        }
+        // Text: the levels Lambda still reports are not compared.
+        let mut w = want();
+        w.logging.format = crate::aws::LogFormat::Text;
+        w.logging.application_level = None;
+        w.logging.system_level = None;
+        let mut f = as_wanted();
+        f.logging_config = Some(logging(LogFormat::Text, "DEBUG"));
+        assert_eq!(plan(&w, Some(&f), Some("arn:role")), vec![]);
+        // An endpoint that reports no LoggingConfig at all (moto) is not compared.
+        f.logging_config = None;
+        assert_eq!(plan(&want(), Some(&f), Some("arn:role")), vec![]);
     }
 }

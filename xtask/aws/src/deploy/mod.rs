@@ -1,10 +1,12 @@
 //! `cargo xtask deploy`: discover the network from the RDS instance and the secret, preflight them,
-//! build the desired state, then make AWS match it — plan each resource against what AWS has,
-//! print the changes, and apply them, waiting until Lambda says the function is ready.
+//! build the desired state, then make AWS match it — plan each resource (role, log group, function)
+//! against what AWS has, print the changes, and apply them in that order, waiting until Lambda says
+//! the function is ready.
 
 pub mod change;
 pub mod desired;
 pub mod function;
+pub mod log_group;
 pub mod role;
 pub mod secret;
 pub mod wait;
@@ -19,7 +21,7 @@ use desired::Desired;
 use secret::Secret;
 use xtask::build;
 
-/// Create or update the role and the function in AWS (see the README for the permissions it needs)
+/// Create or update the role, the log group and the function in AWS (see the README for the permissions it needs)
 #[derive(clap::Args, Default)]
 pub struct Deploy {
     /// Print the discovery, the preflight and every change that would be made, and change nothing
@@ -98,8 +100,10 @@ pub async fn deploy(
     let observed_role = role::observe(c, &desired.role.name).await?;
     let role_arn = observed_role.as_ref().map(|r| r.arn.clone());
     let role_arn = role_arn.filter(|a| !a.is_empty());
+    let observed_group = log_group::observe(c, &desired.log_group.name).await?;
     let observed_function = function::observe(c, &desired.function.name).await?;
     let mut changes = role::plan(&desired.role, observed_role.as_ref());
+    changes.extend(log_group::plan(&desired.log_group, observed_group.as_ref()));
     changes.extend(function::plan(
         &desired.function,
         observed_function.as_ref(),
@@ -120,6 +124,7 @@ pub async fn deploy(
     }
     let (want, changes) = (&report.desired, &report.changes);
     let role_arn = role::apply(c, &want.role, changes, role_arn).await?;
+    log_group::apply(c, &want.log_group, changes, out).await?;
     let created = function::apply(c, &want.function, &role_arn, zip, changes, out).await?;
     report.function_arn = created.or(report.function_arn);
     writeln!(out, "deployed {}", want.function.name)?;
