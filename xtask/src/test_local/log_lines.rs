@@ -5,15 +5,17 @@
 
 use serde_json::{Value, json};
 
-use super::scenario::{DATABASE, FUNCTION_NAME};
 use crate::local::invocation::{Invocation, Outcome};
 
 /// The steps whose log lines have a snapshot: an apply and a failed run.
 pub const SNAPSHOT_STEPS: [&str; 2] = ["apply_fresh", "bad_password"];
 
-/// What the runtime's variables are redacted against.
+/// What a run's lines are checked and redacted against.
 pub struct Volatile<'a> {
+    pub function_name: &'a str,
+    /// The run's database, and the name the snapshots hold instead.
     pub database: &'a str,
+    pub canonical_database: &'a str,
     pub port: u16,
 }
 
@@ -53,7 +55,7 @@ pub fn check(invocation: &Invocation, volatile: &Volatile<'_>) -> Result<Value, 
     let [emf] = &documents[..] else {
         return Err(format!("{} EMF documents, expected one", documents.len()));
     };
-    if emf["FunctionName"] != FUNCTION_NAME {
+    if emf["FunctionName"] != volatile.function_name {
         return Err(format!("EMF FunctionName is {}", emf["FunctionName"]));
     }
     let errors: Vec<&Value> = lines.iter().filter(|l| l["level"] == "ERROR").collect();
@@ -97,8 +99,8 @@ fn redact(line: &Value, rid: &str, volatile: &Volatile<'_>) -> Value {
         .replace(rid, "[request-id]")
         .replace(&format!(":{port}/"), ":[port]/")
         .replace(&format!(":{port} "), ":[port] ");
-    if volatile.database != DATABASE {
-        text = text.replace(volatile.database, DATABASE);
+    if volatile.database != volatile.canonical_database {
+        text = text.replace(volatile.database, volatile.canonical_database);
     }
     let mut v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     for (key, mark) in [

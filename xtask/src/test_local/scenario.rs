@@ -159,7 +159,9 @@ pub async fn run_scenario_under(
     let mut steps = Vec::new();
     let json_logs = target.logging.is_some_and(|l| l.format == LogFormat::Json);
     let volatile = Volatile {
+        function_name: FUNCTION_NAME,
         database: &database,
+        canonical_database: DATABASE,
         port: server.port(),
     };
     let checks = Checks {
