@@ -286,7 +286,11 @@ fn the_schema_rejects_what_the_specification_forbids() -> anyhow::Result<()> {
     ] {
         let mut doc = good.clone();
         let (parent, key) = pointer.rsplit_once('/').unwrap();
-        doc.pointer_mut(parent).unwrap()[key] = value;
+        let target = doc.pointer_mut(parent).unwrap();
+        match key.parse::<usize>() {
+            Ok(i) if target.is_array() => target[i] = value,
+            _ => target[key] = value,
+        }
         bad.push(doc);
     }
     let problems = emf_problems(&bad)?;

@@ -9,6 +9,7 @@ pub use xshell::Shell;
 
 use crate::build::{self, Arch};
 use crate::invoke_api::{self, InvokeApi, Outcome};
+use crate::local::logging::LogArgs;
 use crate::local::postgres::{PgChoice, PgServer};
 use crate::local::runtime_api::{FunctionSpec, LocalFunction};
 use crate::local::secrets_manager::SecretsManager;
@@ -39,6 +40,8 @@ pub struct Serve {
     /// Bootstrap architecture
     #[arg(long, value_enum, default_value = "host")]
     pub arch: ServeArch,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 impl Serve {
@@ -49,7 +52,8 @@ impl Serve {
         };
         let choice: PgChoice = self.postgres.parse()?;
         crate::runtime()?.block_on(async {
-            let stack = LocalStack::start(&choice, bootstrap, wrapper).await?;
+            let mut stack = LocalStack::start(&choice, bootstrap, wrapper).await?;
+            stack.spec.logging = Some(self.log.controls());
             let api = stack
                 .serve(([127, 0, 0, 1], self.port).into())
                 .await?;

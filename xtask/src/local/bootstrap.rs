@@ -103,6 +103,7 @@ pub fn lambda_env(spec: &FunctionSpec, runtime_api: &str) -> Vec<(String, String
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    env.extend(spec.logging.iter().flat_map(|l| l.variables()));
     // The host's PATH, so a wrapper such as qemu-aarch64-static is found.
     if let Ok(path) = std::env::var("PATH") {
         env.push(("PATH".to_string(), path));

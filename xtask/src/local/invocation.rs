@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::logging::LogControls;
+
 /// Lambda's limit for the init phase of an on-demand function.
 pub const INIT_LIMIT: Duration = Duration::from_secs(10);
 /// The region the emulated function lives in unless `env` says otherwise.
@@ -26,6 +28,8 @@ pub struct FunctionSpec {
     /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (reported, not enforced).
     pub memory_mb: u32,
     pub function_name: String,
+    /// The `LoggingConfig` Lambda turns into `AWS_LAMBDA_LOG_FORMAT`/`_LEVEL`; `None`: none (Text).
+    pub logging: Option<LogControls>,
 }
 
 impl FunctionSpec {
@@ -38,6 +42,7 @@ impl FunctionSpec {
             timeout: Duration::from_secs(60),
             memory_mb: 128,
             function_name: function_name.to_string(),
+            logging: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! This file is the command; the bootstrap (`target`), the steps (`scenario`), the snapshot
 //! comparison (`snapshot`) and the one-line summaries (`summary`) are beside it.
 
+mod log_lines;
 mod scenario;
 mod snapshot;
 mod summary;
@@ -17,6 +18,7 @@ use xshell::{Shell, cmd};
 
 use crate::build::Arch;
 use crate::local::function::Runtime;
+use crate::local::logging::LogArgs;
 use crate::local::postgres::{DEFAULT_IMAGE, PgChoice, PgServer};
 pub use scenario::{
     DATABASE, FUNCTION_NAME, SECRET_ID, Scenario, Step, WRONG_SECRET_ID, function_env,
@@ -59,6 +61,8 @@ pub struct TestLocal {
     /// quick-to-rebuild `[profile.local]` (same code and features). `--arch arm64` is always release.
     #[arg(long)]
     release: bool,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -87,7 +91,7 @@ impl TestLocal {
         } else {
             Profile::Local
         };
-        let target = if self.no_build {
+        let mut target = if self.no_build {
             match self.arch {
                 TargetArch::Host => Target::host(profile.bootstrap_path()),
                 TargetArch::Arm64 => {
@@ -115,6 +119,7 @@ impl TestLocal {
                 .run()
                 .context("test-local --arch arm64 needs qemu-aarch64-static (Debian: qemu-user-static, libc6-arm64-cross)")?;
         }
+        target.logging = Some(self.log.controls());
         progress(
             started.elapsed(),
             &format!("bootstrap: {}", display(&target.bootstrap)),
@@ -190,26 +195,32 @@ impl TestLocal {
         };
         let mut failures = scenario.problems();
         let mut written = 0;
-        for step in &scenario.steps {
-            match check_snapshot(
-                step.name,
-                &redact(&step.payload, &scenario.database, scenario.port),
-                mode,
-            )? {
+        let logs = scenario.steps.iter().filter_map(|step| {
+            let lines = step.log_lines.clone()?;
+            log_lines::SNAPSHOT_STEPS
+                .contains(&step.name)
+                .then(|| (format!("log_{}", step.name), lines))
+        });
+        let reports = scenario.steps.iter().map(|step| {
+            (
+                step.name.to_string(),
+                redact(&step.payload, &scenario.database, scenario.port),
+            )
+        });
+        for (name, value) in reports.collect::<Vec<_>>().into_iter().chain(logs) {
+            match check_snapshot(&name, &value, mode)? {
                 SnapshotResult::Matched => {}
                 SnapshotResult::Written => written += 1,
                 SnapshotResult::Missing => failures.push(format!(
-                    "{}: no snapshot at {}",
-                    step.name,
-                    display(&snapshot_path(step.name))
+                    "{name}: no snapshot at {}",
+                    display(&snapshot_path(&name))
                 )),
                 SnapshotResult::Mismatch { diff } => {
                     println!(
-                        "\nsnapshot mismatch for step {} ({}):\n{diff}",
-                        step.name,
-                        display(&snapshot_path(step.name))
+                        "\nsnapshot mismatch for step {name} ({}):\n{diff}",
+                        display(&snapshot_path(&name))
                     );
-                    failures.push(format!("{}: report differs from its snapshot", step.name));
+                    failures.push(format!("{name}: report differs from its snapshot"));
                 }
             }
         }

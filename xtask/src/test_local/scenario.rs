@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Value, json};
 
+use super::log_lines::{self, Volatile};
 use super::target::Target;
 use crate::local::function::{Function, Runtime};
 use crate::local::invocation::{FunctionSpec, Invocation, Outcome};
+use crate::local::logging::LogFormat;
 use crate::local::postgres::PgServer;
 use crate::local::secrets_manager::SecretsManager;
 
@@ -33,6 +35,8 @@ pub struct Step {
     pub payload: Value,
     /// What the step expected, when it got something else.
     pub problem: Option<String>,
+    /// Under JSON logging: its log lines and EMF document, redacted (see [`log_lines`]).
+    pub log_lines: Option<Value>,
     /// Time since the scenario started, when the step finished.
     pub elapsed: Duration,
 }
@@ -127,6 +131,7 @@ pub async fn run_scenario_under(
         let mut spec = FunctionSpec::new(&target.bootstrap, FUNCTION_NAME);
         spec.wrapper = target.wrapper.clone();
         spec.env = target.env.clone();
+        spec.logging = target.logging;
         spec.env
             .extend(function_env(server, &secrets, &database, secret_id));
         spec
@@ -152,9 +157,21 @@ pub async fn run_scenario_under(
         ("plan", json!({"action": "plan"}), Expect::Report("plan")),
     ];
     let mut steps = Vec::new();
+    let json_logs = target.logging.is_some_and(|l| l.format == LogFormat::Json);
+    let volatile = Volatile {
+        function_name: FUNCTION_NAME,
+        database: &database,
+        canonical_database: DATABASE,
+        port: server.port(),
+    };
+    let checks = Checks {
+        server,
+        started,
+        json_logs: json_logs.then_some(&volatile),
+    };
     let mut function = Function::start(runtime, spec(SECRET_ID)).await?;
     for (name, event, expect) in plan {
-        let step = run_step(&mut function, name, event, expect, server, started).await?;
+        let step = run_step(&mut function, name, event, expect, &checks).await?;
         on_step(&step);
         steps.push(step);
     }
@@ -166,8 +183,7 @@ pub async fn run_scenario_under(
         "bad_password",
         json!({"action": "apply"}),
         Expect::Error("Auth"),
-        server,
-        started,
+        &checks,
     )
     .await?;
     on_step(&step);
@@ -195,14 +211,22 @@ enum Expect {
     Error(&'static str),
 }
 
+/// What every step is checked against besides its expectation.
+struct Checks<'a> {
+    server: &'a PgServer,
+    started: Instant,
+    /// Under JSON logging: the log lines are checked too.
+    json_logs: Option<&'a Volatile<'a>>,
+}
+
 async fn run_step(
     function: &mut Function,
     name: &'static str,
     event: Value,
     expect: Expect,
-    server: &PgServer,
-    started: Instant,
+    checks: &Checks<'_>,
 ) -> anyhow::Result<Step> {
+    let server = checks.server;
     let invocation = function.invoke(event.clone()).await?;
     let (payload, _) = invocation.payload(function.spec().timeout);
     let mut problem = match (&expect, &invocation.outcome) {
@@ -234,13 +258,22 @@ async fn run_step(
     if leaked {
         problem = Some("a database password appears in the log or the payload".to_string());
     }
+    let log_lines = match checks.json_logs.map(|v| log_lines::check(&invocation, v)) {
+        Some(Ok(lines)) => Some(lines),
+        Some(Err(why)) => {
+            problem = problem.or(Some(format!("log: {why}")));
+            None
+        }
+        None => None,
+    };
     Ok(Step {
         name,
         event,
         invocation,
         payload,
         problem,
-        elapsed: started.elapsed(),
+        log_lines,
+        elapsed: checks.started.elapsed(),
     })
 }
 

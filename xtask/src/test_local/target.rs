@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
+use crate::local::logging::LogControls;
+
 /// The bootstrap to run and how to run it.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -14,6 +16,8 @@ pub struct Target {
     pub wrapper: Option<Vec<String>>,
     /// Extra variables for the process (e.g. `QEMU_LD_PREFIX`).
     pub env: Vec<(String, String)>,
+    /// The function's logging controls; `None`: no `LoggingConfig` (text lines).
+    pub logging: Option<LogControls>,
 }
 
 impl Target {
@@ -23,6 +27,7 @@ impl Target {
             bootstrap,
             wrapper: None,
             env: Vec::new(),
+            logging: None,
         }
     }
 
@@ -35,6 +40,7 @@ impl Target {
                 "QEMU_LD_PREFIX".to_string(),
                 "/usr/aarch64-linux-gnu".to_string(),
             )],
+            logging: None,
         }
     }
 }
