@@ -71,13 +71,10 @@ impl MakeTlsConnector {
 
 /// Every certificate of `pem` as a root, or a `Tls` error naming the first one that does not load.
 fn root_store(pem: &[u8]) -> Result<RootCertStore, InitError> {
-    let bad = |n: usize, e: &dyn std::fmt::Display| {
-        InitError::Tls(one_line(&format!("CA bundle: certificate {n}: {e}")))
-    };
     let mut roots = RootCertStore::empty();
     for (i, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
-        let cert = cert.map_err(|e| bad(i + 1, &e))?;
-        roots.add(cert).map_err(|e| bad(i + 1, &e))?;
+        let cert = cert.map_err(|e| bad_certificate(i + 1, e))?;
+        roots.add(cert).map_err(|e| bad_certificate(i + 1, e))?;
     }
     if roots.is_empty() {
         return Err(InitError::Tls(
@@ -85,6 +82,10 @@ fn root_store(pem: &[u8]) -> Result<RootCertStore, InitError> {
         ));
     }
     Ok(roots)
+}
+
+fn bad_certificate(n: usize, reason: impl std::fmt::Display) -> InitError {
+    InitError::Tls(one_line(&format!("CA bundle: certificate {n}: {reason}")))
 }
 
 /// libpq's checks: none for `require` (only the handshake signatures), the chain to `roots` for
@@ -319,7 +320,7 @@ fn der_element(der: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
             return None;
         }
         let (bytes, rest) = rest.split_at(n);
-        let len = bytes.iter().fold(0, |len, &b| len << 8 | usize::from(b));
+        let len = bytes.iter().fold(0, |len, &b| (len << 8) | usize::from(b));
         (len, rest)
     };
     (found == tag && rest.len() >= len).then(|| rest.split_at(len))
