@@ -199,7 +199,10 @@ impl TlsError {
     fn handshake(err: &io::Error, roots: &str) -> TlsError {
         let cause = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
         let text = match cause {
-            Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            // BadSignature: a CA of the same name, another key (a regenerated or foreign CA).
+            Some(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer | CertificateError::BadSignature,
+            )) => {
                 format!("the server's certificate is not signed by a CA of {roots}")
             }
             _ => err.to_string(),
