@@ -180,7 +180,10 @@ where
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
             let name = ServerName::try_from(self.domain.clone()).map_err(|_| {
-                TlsError(format!("{:?} is not a host name TLS can check", self.domain))
+                TlsError(format!(
+                    "{:?} is not a host name TLS can check",
+                    self.domain
+                ))
             })?;
             tokio_rustls::TlsConnector::from(self.maker.config)
                 .connect(name, stream)
@@ -197,7 +200,9 @@ pub struct TlsError(String);
 
 impl TlsError {
     fn handshake(err: &io::Error, roots: &str) -> TlsError {
-        let cause = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+        let cause = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>());
         let text = match cause {
             // BadSignature: a CA of the same name, another key (a regenerated or foreign CA).
             Some(rustls::Error::InvalidCertificate(
@@ -357,15 +362,19 @@ mod tests {
 
     #[test]
     fn a_broken_certificate_is_a_tls_error_naming_it() {
-        let ca = xtask::local::tls::RunCertificates::generate().unwrap().ca_pem;
-        let broken = format!(
-            "{ca}-----BEGIN CERTIFICATE-----\nnot base64 !\n-----END CERTIFICATE-----\n"
-        );
+        let ca = xtask::local::tls::RunCertificates::generate()
+            .unwrap()
+            .ca_pem;
+        let broken =
+            format!("{ca}-----BEGIN CERTIFICATE-----\nnot base64 !\n-----END CERTIFICATE-----\n");
         let Err(err) = root_store(broken.as_bytes()) else {
             panic!("a broken certificate must be rejected")
         };
         assert_eq!(err.error_type(), "Tls");
-        assert!(err.to_string().starts_with("CA bundle: certificate 2: "), "{err}");
+        assert!(
+            err.to_string().starts_with("CA bundle: certificate 2: "),
+            "{err}"
+        );
         let Err(err) = MakeTlsConnector::new(SslMode::VerifyFull, Some(broken.as_bytes())) else {
             panic!("the connector must refuse the bundle")
         };

@@ -250,7 +250,10 @@ async fn write_server_file(
     text: &str,
 ) -> anyhow::Result<()> {
     // COPY's text format would escape these; PEM and pg_hba.conf lines here have none.
-    anyhow::ensure!(!text.contains(['\\', '\t', '\'']), "{path}: unexpected characters");
+    anyhow::ensure!(
+        !text.contains(['\\', '\t', '\'']),
+        "{path}: unexpected characters"
+    );
     let lines: Vec<String> = text.lines().map(|l| format!("'{l}'")).collect();
     client
         .batch_execute(&format!(
