@@ -8,17 +8,14 @@ use std::{
     time::Duration,
 };
 
-use postgres_native_tls::MakeTlsConnector;
 use tokio_postgres::{AsyncMessage, CancelToken, Client, config::SslMode as PgSslMode};
 
 use crate::{
     config::SslMode,
     error::{InitError, one_line},
     secret::Password,
+    tls::{MakeTlsConnector, TlsError},
 };
-
-/// The Amazon RDS certificate authorities (see `certs/SOURCE.md`).
-pub const RDS_CA_BUNDLE: &str = include_str!("../certs/rds-ca-bundle.pem");
 
 /// Where and how to connect, after the secret has filled what the environment left unset.
 #[derive(Debug, Clone)]
@@ -30,58 +27,6 @@ pub struct Target {
     pub password: Password,
     pub sslmode: SslMode,
     pub connect_timeout: Duration,
-}
-
-/// Builds the TLS connector for `mode` once; `ca_pem` replaces the compiled-in RDS bundle.
-pub fn tls_connector(mode: SslMode, ca_pem: Option<&[u8]>) -> Result<MakeTlsConnector, InitError> {
-    let mut builder = native_tls::TlsConnector::builder();
-    match mode {
-        SslMode::Disable | SslMode::Require => {
-            // libpq's `require`: encrypt, but trust any certificate.
-            builder
-                .danger_accept_invalid_certs(true)
-                .danger_accept_invalid_hostnames(true);
-        }
-        SslMode::VerifyCa | SslMode::VerifyFull => {
-            let pem = ca_pem.unwrap_or(RDS_CA_BUNDLE.as_bytes());
-            let certs = parse_pem_bundle(pem)?;
-            builder.disable_built_in_roots(true);
-            for cert in certs {
-                builder.add_root_certificate(cert);
-            }
-            if mode == SslMode::VerifyCa {
-                builder.danger_accept_invalid_hostnames(true);
-            }
-        }
-    }
-    let connector = builder
-        .build()
-        .map_err(|e| InitError::Tls(one_line(&format!("building the TLS connector: {e}"))))?;
-    Ok(MakeTlsConnector::new(connector))
-}
-
-fn parse_pem_bundle(pem: &[u8]) -> Result<Vec<native_tls::Certificate>, InitError> {
-    let text = String::from_utf8_lossy(pem);
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let mut certs = Vec::new();
-    let mut rest = text.as_ref();
-    while let Some(start) = rest.find(BEGIN) {
-        let Some(len) = rest[start..].find(END) else {
-            break;
-        };
-        let block = &rest[start..start + len + END.len()];
-        let cert = native_tls::Certificate::from_pem(block.as_bytes())
-            .map_err(|e| InitError::Tls(one_line(&format!("CA bundle: bad certificate: {e}"))))?;
-        certs.push(cert);
-        rest = &rest[start + len + END.len()..];
-    }
-    if certs.is_empty() {
-        return Err(InitError::Tls(
-            "CA bundle holds no PEM certificate".to_string(),
-        ));
-    }
-    Ok(certs)
 }
 
 /// A notice the server sent on the session (`relation "x" already exists, skipping`, SQLSTATE 42P07).
@@ -143,7 +88,7 @@ pub async fn connect(
                 target.connect_timeout.as_secs()
             )));
         }
-        Ok(Err(err)) => return Err(classify(&where_, &target.user, &err)),
+        Ok(Err(err)) => return Err(classify(&where_, target, &err)),
         Ok(Ok(pair)) => pair,
     };
     let notices = Notices::default();
@@ -248,10 +193,21 @@ pub fn is_connection_level(err: &tokio_postgres::Error) -> bool {
 }
 
 /// Sorts a connect failure into `Auth`, `Tls` or `Connect` with a one-line reason.
-fn classify(where_: &str, user: &str, err: &tokio_postgres::Error) -> InitError {
+fn classify(where_: &str, target: &Target, err: &tokio_postgres::Error) -> InitError {
+    let user = &target.user;
     if let Some(db) = err.as_db_error() {
         let code = db.code().code();
         let message = one_line(db.message());
+        // pg_hba.conf admits this client over TLS only (`hostssl`): the fix is DB_SSLMODE, not the password.
+        if code == "28000"
+            && target.sslmode == SslMode::Disable
+            && (message.contains("no encryption") || message.contains("SSL off"))
+        {
+            return InitError::Tls(format!(
+                "{where_}: {message} (SQLSTATE {code}): the server takes this connection over TLS only; \
+                 set DB_SSLMODE=verify-full"
+            ));
+        }
         // 28P01 invalid_password, 28000 invalid_authorization_specification (pg_hba rejects).
         if code == "28P01" || code == "28000" {
             return InitError::Auth(format!(
@@ -264,7 +220,7 @@ fn classify(where_: &str, user: &str, err: &tokio_postgres::Error) -> InitError 
     let mut source = err.source();
     let mut is_tls = false;
     while let Some(s) = source {
-        is_tls |= s.downcast_ref::<native_tls::Error>().is_some();
+        is_tls |= s.downcast_ref::<TlsError>().is_some();
         chain.push(s.to_string());
         source = s.source();
     }
@@ -275,24 +231,5 @@ fn classify(where_: &str, user: &str, err: &tokio_postgres::Error) -> InitError 
         InitError::Tls(format!("{where_}: {text}"))
     } else {
         InitError::Connect(format!("{where_}: {text}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compiled_in_rds_bundle_parses() {
-        let certs = parse_pem_bundle(RDS_CA_BUNDLE.as_bytes()).unwrap();
-        assert!(certs.len() > 100, "{} certificates", certs.len());
-    }
-
-    #[test]
-    fn empty_bundle_is_a_tls_error() {
-        let Err(err) = parse_pem_bundle(b"not a pem") else {
-            panic!("a bundle without certificates must be rejected")
-        };
-        assert_eq!(err.error_type(), "Tls");
     }
 }

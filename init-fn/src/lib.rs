@@ -21,11 +21,12 @@ pub mod report;
 pub mod rows;
 pub mod secret;
 pub mod sql;
+pub mod tls;
 
 use std::{sync::OnceLock, time::SystemTime};
 
-use postgres_native_tls::MakeTlsConnector;
 use serde::Serialize;
+use tls::MakeTlsConnector;
 
 pub use crate::{
     config::Config,
@@ -64,7 +65,7 @@ impl State {
                 })?),
                 None => None,
             };
-            let tls = db::tls_connector(config.sslmode, ca.as_deref())?;
+            let tls = MakeTlsConnector::new(config.sslmode, ca.as_deref())?;
             Ok(Ready { config, tls })
         });
         State {

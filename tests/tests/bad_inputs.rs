@@ -1,4 +1,5 @@
-//! Every bad input gets its named error, a one-line message, and never the password; TLS modes.
+//! Every bad input gets its named error, a one-line message, and never the password; TLS modes
+//! (libpq's `sslmode` against real servers, certificates swapped in) and SCRAM channel binding.
 
 use std::time::{Duration, Instant};
 
@@ -197,6 +198,9 @@ async fn unreachable_and_silent_hosts_fail_within_the_connect_timeout() -> anyho
 #[tokio::test]
 async fn tls_modes_and_certificate_checks() -> anyhow::Result<()> {
     let h = Harness::from_env().await?;
+    // verify-full with the run's CA and the name the certificate carries.
+    let report = h.invoke(&[], json!({"action": "status"})).await;
+    assert!(report.is_ok(), "verify-full: {:?}", report.err());
     // The certificate names `localhost`; 127.0.0.1 is the same server under a name it does not carry.
     let (kind, msg) = name_of(
         &h,
@@ -204,6 +208,7 @@ async fn tls_modes_and_certificate_checks() -> anyhow::Result<()> {
             .await,
     );
     assert_eq!(kind, "Tls", "{msg}");
+    assert!(msg.contains("not valid for name"), "{msg}");
     // Without DB_CA_BUNDLE, verify-full trusts only the compiled-in Amazon RDS CAs.
     let (kind, msg) = name_of(
         &h,
@@ -211,6 +216,20 @@ async fn tls_modes_and_certificate_checks() -> anyhow::Result<()> {
             .await,
     );
     assert_eq!(kind, "Tls", "{msg}");
+    assert!(msg.contains("Amazon RDS CA bundle"), "{msg}");
+    // Another CA than the one that signed the server: verify-ca and verify-full refuse the chain.
+    let other_ca = tempfile::NamedTempFile::new()?;
+    std::fs::write(
+        other_ca.path(),
+        xtask::local::tls::RunCertificates::generate()?.ca_pem,
+    )?;
+    let other_ca = other_ca.path().display().to_string();
+    for mode in ["verify-ca", "verify-full"] {
+        let overrides = [("DB_SSLMODE", mode), ("DB_CA_BUNDLE", other_ca.as_str())];
+        let (kind, msg) = name_of(&h, h.invoke(&overrides, json!({"action": "status"})).await);
+        assert_eq!(kind, "Tls", "{mode}: {msg}");
+        assert!(msg.contains("not signed by a CA of DB_CA_BUNDLE"), "{msg}");
+    }
     // verify-ca checks the chain but not the name; require checks neither; disable is plain text.
     for (mode, host) in [
         ("verify-ca", "127.0.0.1"),
@@ -221,6 +240,142 @@ async fn tls_modes_and_certificate_checks() -> anyhow::Result<()> {
         let report = h.invoke(&overrides, json!({"action": "status"})).await;
         assert!(report.is_ok(), "{mode}: {:?}", report.err());
     }
+    Ok(())
+}
+
+/// Overwrites the server-side file `path` with `text` (a superuser's `COPY ... TO`), line by line.
+async fn write_server_file(
+    client: &tokio_postgres::Client,
+    path: &str,
+    text: &str,
+) -> anyhow::Result<()> {
+    // COPY's text format would escape these; PEM and pg_hba.conf lines here have none.
+    anyhow::ensure!(
+        !text.contains(['\\', '\t', '\'']),
+        "{path}: unexpected characters"
+    );
+    let lines: Vec<String> = text.lines().map(|l| format!("'{l}'")).collect();
+    client
+        .batch_execute(&format!(
+            "COPY (SELECT line FROM unnest(ARRAY[{}]::text[]) WITH ORDINALITY AS t(line, n) ORDER BY n) TO '{path}'",
+            lines.join(", ")
+        ))
+        .await?;
+    Ok(())
+}
+
+/// `pg_reload_conf()`, then waits until a new session sees the reload (the postmaster reloads
+/// pg_hba.conf and the TLS certificate before it forks that session).
+async fn reload(h: &Harness) -> anyhow::Result<()> {
+    let client = h.client("postgres").await?;
+    let before: String = client
+        .query_one("SELECT pg_conf_load_time()::text", &[])
+        .await?
+        .get(0);
+    client.batch_execute("SELECT pg_reload_conf()").await?;
+    for _ in 0..100 {
+        let reloaded: bool = h
+            .client("postgres")
+            .await?
+            .query_one(
+                &format!("SELECT pg_conf_load_time() > '{before}'::timestamptz"),
+                &[],
+            )
+            .await?
+            .get(0);
+        if reloaded {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the server did not reload its configuration")
+}
+
+async fn setting(h: &Harness, name: &str) -> anyhow::Result<String> {
+    let client = h.client("postgres").await?;
+    Ok(client
+        .query_one("SELECT current_setting($1)", &[&name])
+        .await?
+        .get(0))
+}
+
+#[tokio::test]
+async fn require_accepts_a_self_signed_server_that_verify_ca_refuses() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    let (cert, key) = xtask::local::tls::self_signed_server()?;
+    let client = h.client("postgres").await?;
+    write_server_file(&client, &setting(&h, "ssl_cert_file").await?, &cert).await?;
+    write_server_file(&client, &setting(&h, "ssl_key_file").await?, &key).await?;
+    reload(&h).await?;
+    let report = h
+        .invoke(&[("DB_SSLMODE", "require")], json!({"action": "status"}))
+        .await;
+    assert!(report.is_ok(), "require: {:?}", report.err());
+    for mode in ["verify-ca", "verify-full"] {
+        let (kind, msg) = name_of(
+            &h,
+            h.invoke(&[("DB_SSLMODE", mode)], json!({"action": "status"}))
+                .await,
+        );
+        assert_eq!(kind, "Tls", "{mode}: {msg}");
+        assert!(msg.contains("not signed by a CA of DB_CA_BUNDLE"), "{msg}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn disable_against_a_server_that_takes_only_tls_is_a_tls_error() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    // Plain text stays open to the `postgres` database only, for this test's own session.
+    let hba = "local all all trust\n\
+               host postgres all all scram-sha-256\n\
+               hostssl all all all scram-sha-256\n";
+    let client = h.client("postgres").await?;
+    write_server_file(&client, &setting(&h, "hba_file").await?, hba).await?;
+    reload(&h).await?;
+    let (kind, msg) = name_of(
+        &h,
+        h.invoke(&[("DB_SSLMODE", "disable")], json!({"action": "status"}))
+            .await,
+    );
+    assert_eq!(kind, "Tls", "{msg}");
+    assert!(
+        msg.contains("no encryption") && msg.contains("DB_SSLMODE=verify-full"),
+        "{msg}"
+    );
+    let report = h.invoke(&[], json!({"action": "status"})).await;
+    assert!(report.is_ok(), "verify-full: {:?}", report.err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn scram_channel_binding_uses_the_server_certificate() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    let ca = std::fs::read(h.pg.ca_bundle_path().expect("the run's CA"))?;
+    let tls = init_fn::tls::MakeTlsConnector::new(
+        init_fn::config::SslMode::VerifyFull,
+        Some(ca.as_slice()),
+    )?;
+    // `Require`: SCRAM-SHA-256-PLUS or nothing; the server checks the certificate hash we send.
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(h.pg.host())
+        .port(h.pg.port())
+        .user(h.pg.user())
+        .password(h.pg.password())
+        .dbname(DB)
+        .ssl_mode(tokio_postgres::config::SslMode::Require)
+        .channel_binding(tokio_postgres::config::ChannelBinding::Require);
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(connection);
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert!(ssl);
     Ok(())
 }
 

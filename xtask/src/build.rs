@@ -14,12 +14,6 @@ use xshell::{Shell, cmd};
 pub const FIRST_BUILD_NOTE: &str = "first build of the bootstrap in this target dir: compiling its \
 dependencies is a one-time cost (about 3 min on a 2-core machine); later builds take seconds";
 
-/// The Lambda builds link OpenSSL built from source (no libssl on the build machine for the
-/// target); host builds link the system's libssl (libssl-dev), which skips that C build. Named as a
-/// dependency feature, not init-fn's `vendored-openssl`: init-fn's own feature set goes into its
-/// crate hash, and the shipped bytes stay what they were when vendoring was always on.
-pub const VENDORED_OPENSSL: &str = "native-tls/vendored";
-
 /// Highest glibc symbol version `provided.al2023` offers (Amazon Linux 2023 ships glibc 2.34).
 pub const MAX_GLIBC: (u32, u32) = (2, 34);
 
@@ -165,7 +159,7 @@ pub fn bootstrap(sh: &Shell, arch: Arch) -> anyhow::Result<PathBuf> {
     }
     crate::without_package_env(cmd!(
         sh,
-        "{zigbuild} zigbuild --release -p init-fn --features {VENDORED_OPENSSL} --target {triple}"
+        "{zigbuild} zigbuild --release -p init-fn --target {triple}"
     ))
     .run()
     .with_context(|| format!("build: cargo zigbuild for {triple}"))?;

@@ -29,8 +29,6 @@ impl Needs {
 const ARM64_BUILD: &[Piece] = &[RustTarget(Arch::Arm64), Zigbuild, Ziglang];
 /// Running the arm64 bootstrap on this machine.
 const ARM64_RUN: &[Piece] = &[Qemu, Arm64Glibc];
-/// Building the host bootstrap (it links the system OpenSSL).
-const HOST_BUILD: &[Piece] = &[OpenSsl];
 /// Talking to AWS.
 const AWS: &[Piece] = &[AwsCredentials, AwsRegion];
 /// Where a PostgreSQL server may come from: Docker with the image, or the local binaries.
@@ -48,13 +46,12 @@ pub const COMMANDS: &[Needs] = &[
             POSTGRES_SERVER,
             &[Psql],
             ARM64_RUN,
-            HOST_BUILD,
         ],
         postgres: false,
     },
     Needs {
         command: "test-local",
-        groups: &[HOST_BUILD],
+        groups: &[],
         postgres: true,
     },
     Needs {
@@ -74,12 +71,12 @@ pub const COMMANDS: &[Needs] = &[
     },
     Needs {
         command: "serve",
-        groups: &[HOST_BUILD],
+        groups: &[],
         postgres: true,
     },
     Needs {
         command: "bench",
-        groups: &[&[Psql, GnuTime], HOST_BUILD],
+        groups: &[&[Psql, GnuTime]],
         postgres: true,
     },
     Needs {
@@ -89,12 +86,12 @@ pub const COMMANDS: &[Needs] = &[
     },
     Needs {
         command: "test-local --runtime rie",
-        groups: &[&[Rie], HOST_BUILD],
+        groups: &[&[Rie]],
         postgres: true,
     },
     Needs {
         command: "test-local --arch arm64",
-        groups: &[ARM64_BUILD, ARM64_RUN, HOST_BUILD],
+        groups: &[ARM64_BUILD, ARM64_RUN],
         postgres: true,
     },
 ];

@@ -32,7 +32,6 @@ pub enum Piece {
     Qemu,
     Arm64Glibc,
     GnuTime,
-    OpenSsl,
     AwsCredentials,
     AwsRegion,
 }
@@ -210,15 +209,6 @@ impl Piece {
             GnuTime => row("/usr/bin/time", Install::Apt(&["time"]), |_| {
                 Status::found(Path::new("/usr/bin/time").is_file(), "present", "absent")
             }),
-            // Host builds link the system libssl; only the Lambda builds compile OpenSSL (build.rs).
-            OpenSsl => row(
-                "libssl-dev + pkg-config",
-                Install::Apt(&["libssl-dev", "pkg-config"]),
-                |_| match tool_version("pkg-config", &["--modversion", "openssl"]) {
-                    found if found.ok => Status::ok(format!("openssl {}", found.detail)),
-                    _ => Status::missing("`pkg-config --modversion openssl` fails"),
-                },
-            ),
             AwsCredentials => row(
                 "AWS credentials",
                 Install::Manual(

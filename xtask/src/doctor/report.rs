@@ -139,7 +139,6 @@ mod tests {
                 (DockerEngine, Status::found(docker, "", "")),
                 (PostgresImage, Status::found(docker, "", "")),
                 (PostgresBinaries, Status::found(binaries, "", "")),
-                (OpenSsl, Status::found(true, "", "")),
             ],
         };
         let serve = COMMANDS.iter().find(|n| n.command == "serve").unwrap();

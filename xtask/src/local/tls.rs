@@ -55,6 +55,14 @@ impl RunCertificates {
     }
 }
 
+/// A `localhost` certificate that signs itself, and its key (PEM): no CA vouches for it, so
+/// `sslmode=require` accepts it and `verify-ca` refuses it.
+pub fn self_signed_server() -> anyhow::Result<(String, String)> {
+    let certified = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()])
+        .context("tls: self-sign a server certificate")?;
+    Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
+}
+
 fn name(common_name: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
