@@ -7,6 +7,8 @@ pub mod config;
 pub mod custom_resource;
 pub mod db;
 pub mod deadline;
+pub mod description;
+pub mod drift;
 pub mod error;
 pub mod event;
 pub mod ledger;
@@ -17,6 +19,7 @@ pub mod pending;
 pub mod plan;
 pub mod report;
 pub mod rows;
+pub mod schema;
 pub mod secret;
 pub mod sql;
 
@@ -40,6 +43,8 @@ pub struct State {
     ready: Result<Ready, InitError>,
     secrets: aws_sdk_secretsmanager::Client,
     migrations: Vec<migrate::Migration>,
+    /// What the migrations produce (`sql/schema.txt`, parsed once): what drift compares with.
+    expected: Option<schema::Schema>,
     answers: custom_resource::Client,
 }
 
@@ -69,8 +74,15 @@ impl State {
             ready,
             secrets,
             migrations,
+            expected: drift::embedded(),
             answers: custom_resource::Client::default(),
         }
+    }
+
+    /// The same state comparing with `expected` instead of the embedded `sql/schema.txt` (tests
+    /// that bring their own migrations bring the schema they produce).
+    pub fn with_expected(self, expected: Option<schema::Schema>) -> State {
+        State { expected, ..self }
     }
 
     /// The configured database's name (the default when unset or the configuration is bad).
@@ -225,6 +237,8 @@ async fn invocation(
         cancel: Some(canceller.clone()),
         applied_by: format!("init-fn {} request {request_id}", env!("CARGO_PKG_VERSION")),
         exact_counts: request.exact_counts,
+        expected: state.expected.clone(),
+        drift: config.drift,
     };
     let report = migrate::run(&mut client, &notices, &state.migrations, action, &options).await?;
     tracing::info!(ms = report.duration_ms, "done");
