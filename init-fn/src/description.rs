@@ -45,7 +45,11 @@ impl Catalog {
         }
         for i in &self.indexes {
             let validity = if i.valid { "" } else { " INVALID" };
-            s.insert("index", &i.name, format!("{}{validity}", i.definition));
+            s.insert(
+                "index",
+                &format!("{}.{}", i.table, i.name),
+                format!("{}{validity}", i.definition),
+            );
         }
         for k in &self.constraints {
             // pg_get_constraintdef says NOT VALID itself.

@@ -56,9 +56,12 @@ impl Drift {
     pub fn describe(&self) -> String {
         let (kind, object) = (&self.kind, &self.object);
         match (&self.expected, &self.found) {
-            (Some(e), Some(f)) if kind == "index" && f.ends_with(" INVALID") && !e.ends_with(" INVALID") => format!(
-                "index {object} is INVALID (a failed or cancelled CREATE INDEX CONCURRENTLY): DROP INDEX CONCURRENTLY it and re-run, or REINDEX INDEX CONCURRENTLY"
-            ),
+            (_, Some(f)) if kind == "index" && f.ends_with(" INVALID") => {
+                let (table, index) = object.split_once('.').unwrap_or(("?", object));
+                format!(
+                    "index {index} on {table} is INVALID (a failed or cancelled CREATE INDEX CONCURRENTLY): DROP INDEX CONCURRENTLY it and re-run, or REINDEX INDEX CONCURRENTLY"
+                )
+            }
             (Some(e), Some(f)) => format!("{kind} {object}: {} expected, {} found", one_line(e), one_line(f)),
             (Some(e), None) => format!("{kind} {object}: {} expected, none found", one_line(e)),
             (None, Some(f)) => format!("{kind} {object}: not expected, found {}", one_line(f)),
@@ -117,14 +120,14 @@ mod tests {
         let expected = schema(&[
             ("table", "documents", ""),
             STATUS,
-            ("index", "i", "CREATE INDEX i ON public.documents USING btree (status)"),
+            ("index", "documents.i", "CREATE INDEX i ON public.documents USING btree (status)"),
             ("view", "v", " SELECT 1;"),
         ]);
         let found = schema(&[
             ("table", "documents", ""),
             ("column", "documents.status", "character varying(50)"),
             ("column", "documents.hotfix", "text"),
-            ("index", "i", "CREATE INDEX i ON public.documents USING btree (status) INVALID"),
+            ("index", "documents.i", "CREATE INDEX i ON public.documents USING btree (status) INVALID"),
         ]);
         let drift = compare(&expected, &found);
         let lines: Vec<String> = drift.iter().map(Drift::describe).collect();
@@ -133,7 +136,7 @@ mod tests {
             [
                 "column documents.hotfix: not expected, found text",
                 "column documents.status: character varying(50) default 'pending'::character varying expected, character varying(50) found",
-                "index i is INVALID (a failed or cancelled CREATE INDEX CONCURRENTLY): DROP INDEX CONCURRENTLY it and re-run, or REINDEX INDEX CONCURRENTLY",
+                "index i on documents is INVALID (a failed or cancelled CREATE INDEX CONCURRENTLY): DROP INDEX CONCURRENTLY it and re-run, or REINDEX INDEX CONCURRENTLY",
                 "view v: SELECT 1; expected, none found",
             ]
         );

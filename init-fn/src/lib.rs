@@ -70,11 +70,14 @@ impl State {
             let tls = db::tls_connector(config.sslmode, ca.as_deref())?;
             Ok(Ready { config, tls })
         });
+        // sql/schema.txt describes the embedded migrations; other ones bring their own (`with_expected`).
+        let expected =
+            drift::embedded().filter(|_| same_migrations(&migrations, &migrate::embedded()));
         State {
             ready,
             secrets,
             migrations,
-            expected: drift::embedded(),
+            expected,
             answers: custom_resource::Client::default(),
         }
     }
@@ -93,6 +96,15 @@ impl State {
             .and_then(|ready| ready.config.dbname.clone())
             .unwrap_or_else(|| config::DEFAULT_DBNAME.to_string())
     }
+}
+
+/// The same versions with the same checksums.
+fn same_migrations(a: &[migrate::Migration], b: &[migrate::Migration]) -> bool {
+    let key = |m: &migrate::Migration| (m.version, m.checksum.clone());
+    let (mut a, mut b): (Vec<_>, Vec<_>) = (a.iter().map(key).collect(), b.iter().map(key).collect());
+    a.sort();
+    b.sort();
+    a == b
 }
 
 /// What an invocation returns: the run's report, or the note that a deletion ran nothing.

@@ -157,7 +157,7 @@ async fn run_locked(
         let live = read_catalog(client).await?;
         let found = drift::compare(expected, &live.schema());
         if !found.is_empty() {
-            tracing::warn!(differences = found.len(), "drift: {} differences before applying", found.len());
+            tracing::warn!(differences = found.len(), "drift: differences before applying");
             if options.drift == DriftPolicy::Fail {
                 return Err(InitError::Verify(format!(
                     "DB_DRIFT=fail: {}; nothing was changed",
@@ -421,14 +421,15 @@ fn drift_notes(
 ) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(n) = before.filter(|n| *n > 0) {
-        notes.push(format!("drift: {n} differences before applying"));
+        let noun = if n == 1 { "difference" } else { "differences" };
+        notes.push(format!("drift: {n} {noun} before applying"));
     }
     match drift {
         Some(found) if !found.is_empty() && action != Action::Verify => {
             notes.push(format!("drift: {}", drift::summary(found)));
         }
         None if options.expected.is_none() => notes.push(
-            "drift: not compared: this build has no sql/schema.txt (INIT_FN_SQL_DIR without one)"
+            "drift: not compared: no expected schema for these migrations (sql/schema.txt describes the embedded ones)"
                 .to_string(),
         ),
         None if pending => notes.push(format!(

@@ -1,0 +1,275 @@
+//! Drift against real PostgreSQL (Docker 17 and the local 15 binaries): `sql/schema.txt` is what
+//! `sql/` produces on either version, verifies clean on a migrated, an adopted and a populated and
+//! vacuumed database, and every kind of hand edit fails `verify` naming the object and what differs.
+
+use init_fn::{catalog::Catalog, migrate::Migration, schema::Schema};
+use serde_json::{Value, json};
+use tests::harness::{self, DB, Harness, SEED_DDL, with_extra};
+use xtask::local::postgres::PgChoice;
+
+/// Objects 0001 has none of, so hand edits of every kind have something to edit.
+const MORE_KINDS: &str = "ALTER TABLE documents ADD CONSTRAINT documents_score_check CHECK (validation_score >= 0);
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+CREATE TRIGGER documents_touch BEFORE UPDATE ON documents FOR EACH ROW EXECUTE FUNCTION touch();
+CREATE VIEW pending_documents AS SELECT id, s3_key FROM documents WHERE status = 'pending';
+";
+
+/// (hand edit made with psql, what `verify`'s message must say, the drifted object's kind and name).
+const EDITS: &[(&str, &str, &str, &str)] = &[
+    (
+        "ALTER TABLE documents ALTER COLUMN status DROP DEFAULT",
+        "column documents.status: character varying(50) default 'pending'::character varying expected, character varying(50) found",
+        "column",
+        "documents.status",
+    ),
+    (
+        "ALTER TABLE documents ALTER COLUMN file_name DROP NOT NULL",
+        "column documents.file_name: character varying(255) not null expected, character varying(255) found",
+        "column",
+        "documents.file_name",
+    ),
+    (
+        "ALTER TABLE documents ADD COLUMN hotfix text",
+        "column documents.hotfix: not expected, found text",
+        "column",
+        "documents.hotfix",
+    ),
+    (
+        "ALTER TABLE documents ALTER COLUMN file_size TYPE bigint",
+        "column documents.file_size: integer expected, bigint found",
+        "column",
+        "documents.file_size",
+    ),
+    (
+        "DROP INDEX idx_documents_status; CREATE INDEX idx_documents_status ON documents (status, document_type)",
+        "index documents.idx_documents_status: CREATE INDEX idx_documents_status ON public.documents USING btree (status) expected, CREATE INDEX idx_documents_status ON public.documents USING btree (status, document_type) found",
+        "index",
+        "documents.idx_documents_status",
+    ),
+    (
+        "DROP INDEX idx_logs_agent",
+        "index processing_logs.idx_logs_agent: CREATE INDEX idx_logs_agent ON public.processing_logs USING btree (agent_name) expected, none found",
+        "index",
+        "processing_logs.idx_logs_agent",
+    ),
+    (
+        "ALTER TABLE processing_logs DROP CONSTRAINT processing_logs_document_id_fkey",
+        "constraint processing_logs.processing_logs_document_id_fkey: FOREIGN KEY (document_id) REFERENCES documents(id) expected, none found",
+        "constraint",
+        "processing_logs.processing_logs_document_id_fkey",
+    ),
+    (
+        "ALTER TABLE documents DROP CONSTRAINT documents_score_check",
+        "constraint documents.documents_score_check: CHECK ((validation_score >= (0)::double precision)) expected, none found",
+        "constraint",
+        "documents.documents_score_check",
+    ),
+    (
+        "DROP TRIGGER documents_touch ON documents",
+        "trigger documents.documents_touch: CREATE TRIGGER documents_touch BEFORE UPDATE ON public.documents FOR EACH ROW EXECUTE FUNCTION touch() expected, none found",
+        "trigger",
+        "documents.documents_touch",
+    ),
+    (
+        "ALTER TABLE documents DISABLE TRIGGER documents_touch",
+        "EXECUTE FUNCTION touch() DISABLED found",
+        "trigger",
+        "documents.documents_touch",
+    ),
+    (
+        "DROP VIEW pending_documents",
+        "view pending_documents: SELECT id, s3_key FROM documents WHERE ((status)::text = 'pending'::text); expected, none found",
+        "view",
+        "pending_documents",
+    ),
+    (
+        "CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+        "function touch(): returns trigger language plpgsql body md5 ",
+        "function",
+        "touch()",
+    ),
+    (
+        "DROP TABLE processing_logs",
+        "from sql/schema.txt: column processing_logs.action: character varying(100) not null expected, none found",
+        "table",
+        "processing_logs",
+    ),
+];
+
+/// The canonical schema of `db` as the function reads it.
+async fn reading(h: &Harness, db: &str) -> anyhow::Result<Schema> {
+    let client = h.client(db).await?;
+    let catalog = Catalog::read(&client, init_fn::migrate::LEDGER_TABLE)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.query, e.source))?;
+    Ok(catalog.schema())
+}
+
+/// The report's drift as (kind, object) pairs.
+fn drifted(report: &Value) -> Vec<(String, String)> {
+    report["drift"]
+        .as_array()
+        .unwrap_or_else(|| panic!("drift was not compared: {report:#}"))
+        .iter()
+        .map(|d| (d["kind"].as_str().unwrap().into(), d["object"].as_str().unwrap().into()))
+        .collect()
+}
+
+/// The committed file is what sql/ produces on this server, and three databases verify clean
+/// against it: migrated by init-fn, built by the original's DDL then adopted, populated and vacuumed.
+async fn clean_cases(h: &Harness) -> anyhow::Result<()> {
+    let generated = xtask::schema::generate(&h.pg, &harness::root().join("sql")).await?;
+    let committed = std::fs::read_to_string(harness::root().join(xtask::schema::SCHEMA_FILE))?;
+    xtask::schema::check(Some(&committed), &generated)?;
+
+    let applied = h.invoke(&[], json!({})).await?;
+    assert_eq!(applied["drift"], json!([]), "{applied:#}");
+    let verified = h.invoke(&[], json!({"action": "verify"})).await?;
+    assert_eq!(verified["drift"], json!([]), "{verified:#}");
+
+    h.pg.create_database("seed_db").await?;
+    h.client("seed_db").await?.batch_execute(SEED_DDL).await?;
+    let adopt = [("DB_NAME", "seed_db")];
+    let adopted = h.invoke(&adopt, json!({})).await?;
+    assert_eq!(harness::states(&adopted), ["adopted"]);
+    assert_eq!(adopted["drift"], json!([]), "{adopted:#}");
+
+    let client = h.client(DB).await?;
+    client
+        .batch_execute(
+            "INSERT INTO documents (s3_key, document_type, file_name, status) \
+               SELECT 'k' || g, 'invoice', 'f' || g, 'done' FROM generate_series(1, 500) g; \
+             INSERT INTO processing_logs (document_id, agent_name, action, status) \
+               SELECT id, 'extractor', 'extract', 'ok' FROM documents; \
+             VACUUM ANALYZE",
+        )
+        .await?;
+    for db in [DB, "seed_db"] {
+        let report = h.invoke(&[("DB_NAME", db)], json!({"action": "verify"})).await?;
+        assert_eq!(report["drift"], json!([]), "{db}: {report:#}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_schema_file_verifies_clean_on_docker() -> anyhow::Result<()> {
+    let h = Harness::start(&harness::docker_or_fallback().await?).await?;
+    clean_cases(&h).await
+}
+
+#[tokio::test]
+async fn the_schema_file_verifies_clean_on_the_local_cluster() -> anyhow::Result<()> {
+    let h = Harness::start(&PgChoice::Local).await?;
+    clean_cases(&h).await
+}
+
+#[tokio::test]
+async fn every_kind_of_hand_edit_fails_verify_naming_the_object() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    let migrations: Vec<Migration> = with_extra(&[(2, "more_kinds", MORE_KINDS)]);
+    h.invoke(&[], json!({})).await?;
+    harness::invoke(&h.state(&[], migrations.clone()), json!({})).await?;
+    let expected = reading(&h, DB).await?;
+    for (n, (edit, message, kind, object)) in EDITS.iter().enumerate() {
+        let db = format!("edit_{n}");
+        h.pg.create_database(&db).await?;
+        let state = |extra: &[(&str, &str)]| {
+            let mut env = vec![("DB_NAME", db.as_str())];
+            env.extend_from_slice(extra);
+            h.state(&env, migrations.clone()).with_expected(Some(expected.clone()))
+        };
+        let clean = harness::invoke(&state(&[]), json!({})).await?;
+        assert_eq!(clean["drift"], json!([]), "{db} before {edit}: {clean:#}");
+        h.client(&db).await?.batch_execute(edit).await?;
+
+        let err = harness::invoke(&state(&[]), json!({"action": "verify"}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Verify", "{edit}: {err}");
+        assert!(err.one_line().contains(message), "{edit}: {err}");
+        // plan and status count the drift without failing.
+        for action in ["status", "plan"] {
+            let report = harness::invoke(&state(&[]), json!({ "action": action })).await?;
+            let found = drifted(&report);
+            assert!(
+                found.contains(&(kind.to_string(), object.to_string())),
+                "{edit}: {action}: {report:#}"
+            );
+            let note = format!("drift: {} difference", found.len());
+            assert!(
+                report["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().starts_with(&note)),
+                "{edit}: {action}: {report:#}"
+            );
+        }
+    }
+
+    // apply on a drifted database says so and applies; DB_DRIFT=fail stops before changing anything.
+    let db = "edit_0";
+    let warn = harness::invoke(
+        &h.state(&[("DB_NAME", db)], migrations.clone()).with_expected(Some(expected.clone())),
+        json!({}),
+    )
+    .await?;
+    assert_eq!(warn["status"], "ok");
+    assert!(
+        warn["notes"].as_array().unwrap().contains(&json!("drift: 1 difference before applying")),
+        "{warn:#}"
+    );
+    let strict = h
+        .state(&[("DB_NAME", db), ("DB_DRIFT", "fail")], migrations.clone())
+        .with_expected(Some(expected.clone()));
+    let err = harness::invoke(&strict, json!({})).await.unwrap_err();
+    assert_eq!(err.error_type(), "Verify", "{err}");
+    assert!(err.one_line().contains("DB_DRIFT=fail: 1 difference"), "{err}");
+    assert!(err.one_line().ends_with("nothing was changed"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_invalid_index_from_a_failed_concurrent_build_is_drift() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    h.invoke(&[], json!({})).await?;
+    let client = h.client(DB).await?;
+    client
+        .batch_execute("INSERT INTO documents (s3_key, document_type, file_name) VALUES ('a', 't', 'same'), ('b', 't', 'same')")
+        .await?;
+    let failed = client
+        .batch_execute("CREATE UNIQUE INDEX CONCURRENTLY idx_documents_file_name ON documents (file_name)")
+        .await;
+    assert!(failed.is_err(), "duplicate rows must fail the unique build");
+    let err = h.invoke(&[], json!({"action": "verify"})).await.unwrap_err();
+    assert_eq!(err.error_type(), "Verify");
+    assert!(
+        err.one_line().contains(
+            "index idx_documents_file_name on documents is INVALID (a failed or cancelled CREATE INDEX CONCURRENTLY): DROP INDEX CONCURRENTLY it and re-run, or REINDEX INDEX CONCURRENTLY"
+        ),
+        "{err}"
+    );
+    let status = h.invoke(&[], json!({"action": "status"})).await?;
+    let drift = &status["drift"][0];
+    assert_eq!(drift["object"], "documents.idx_documents_file_name", "{status:#}");
+    assert_eq!(drift["expected"], Value::Null);
+    assert!(drift["found"].as_str().unwrap().ends_with(" INVALID"), "{status:#}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_migration_changed_without_regenerating_fails_the_check_with_the_diff() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(
+        harness::root().join("sql/0001_initial_schema.sql"),
+        dir.path().join("0001_initial_schema.sql"),
+    )?;
+    std::fs::write(
+        dir.path().join("0002_reviewed.sql"),
+        "ALTER TABLE documents ADD COLUMN reviewed boolean NOT NULL DEFAULT false;\n",
+    )?;
+    let generated = xtask::schema::generate(&h.pg, dir.path()).await?;
+    let committed = std::fs::read_to_string(harness::root().join(xtask::schema::SCHEMA_FILE))?;
+    let err = xtask::schema::check(Some(&committed), &generated).unwrap_err().to_string();
+    assert!(err.contains("sql/schema.txt is stale"), "{err}");
+    assert!(err.contains("\n+column documents.reviewed: boolean not null default false\n"), "{err}");
+    assert!(err.contains("refresh it with `cargo xtask schema`"), "{err}");
+    Ok(())
+}
