@@ -38,7 +38,9 @@ impl Schema {
     pub fn render(&self, header: &str) -> String {
         let mut out = String::new();
         for line in header.lines() {
-            out.push_str(&format!("# {line}\n").replace("#  \n", "#\n"));
+            out.push_str(if line.is_empty() { "#" } else { "# " });
+            out.push_str(line);
+            out.push('\n');
         }
         for ((kind, name), definition) in &self.objects {
             out.push_str(kind);
