@@ -99,7 +99,7 @@ const EDITS: &[(&str, &str, &str, &str)] = &[
 /// The canonical schema of `db` as the function reads it.
 async fn reading(h: &Harness, db: &str) -> anyhow::Result<Schema> {
     let client = h.client(db).await?;
-    let catalog = Catalog::read(&client, init_fn::migrate::LEDGER_TABLE)
+    let catalog = Catalog::read(&client, init_fn::ledger::LEDGER_TABLE)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {}", e.query, e.source))?;
     Ok(catalog.schema())
@@ -140,10 +140,10 @@ async fn clean_cases(h: &Harness) -> anyhow::Result<()> {
             "INSERT INTO documents (s3_key, document_type, file_name, status) \
                SELECT 'k' || g, 'invoice', 'f' || g, 'done' FROM generate_series(1, 500) g; \
              INSERT INTO processing_logs (document_id, agent_name, action, status) \
-               SELECT id, 'extractor', 'extract', 'ok' FROM documents; \
-             VACUUM ANALYZE",
+               SELECT id, 'extractor', 'extract', 'ok' FROM documents",
         )
         .await?;
+    client.batch_execute("VACUUM ANALYZE").await?;
     for db in [DB, "seed_db"] {
         let report = h.invoke(&[("DB_NAME", db)], json!({"action": "verify"})).await?;
         assert_eq!(report["drift"], json!([]), "{db}: {report:#}");
