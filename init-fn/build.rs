@@ -88,5 +88,9 @@ fn embed_schema(sql_dir: &std::path::Path, other_dir: bool) {
             "sql/schema.txt: {e}: the expected schema verify compares with is missing; write it with `cargo xtask schema`"
         ),
     };
-    fs::write(PathBuf::from(env::var("OUT_DIR").unwrap()).join("schema.rs"), out).unwrap();
+    fs::write(
+        PathBuf::from(env::var("OUT_DIR").unwrap()).join("schema.rs"),
+        out,
+    )
+    .unwrap();
 }

@@ -62,7 +62,13 @@ impl Drift {
                     "index {index} on {table} is INVALID (a failed or cancelled CREATE INDEX CONCURRENTLY): DROP INDEX CONCURRENTLY it and re-run, or REINDEX INDEX CONCURRENTLY"
                 )
             }
-            (Some(e), Some(f)) => format!("{kind} {object}: {} expected, {} found", one_line(e), one_line(f)),
+            (Some(e), Some(f)) => format!(
+                "{kind} {object}: {} expected, {} found",
+                one_line(e),
+                one_line(f)
+            ),
+            (Some(e), None) if e.is_empty() => format!("{kind} {object} is missing"),
+            (None, Some(f)) if f.is_empty() => format!("{kind} {object}: not expected"),
             (Some(e), None) => format!("{kind} {object}: {} expected, none found", one_line(e)),
             (None, Some(f)) => format!("{kind} {object}: not expected, found {}", one_line(f)),
             (None, None) => format!("{kind} {object}"),
@@ -74,17 +80,21 @@ impl Drift {
 pub fn summary(drift: &[Drift]) -> String {
     let named: Vec<String> = drift.iter().take(NAMED).map(Drift::describe).collect();
     let more = if drift.len() > NAMED { "; …" } else { "" };
-    let noun = if drift.len() == 1 { "difference" } else { "differences" };
-    format!("{} {noun} from {SCHEMA_FILE}: {}{more}", drift.len(), named.join("; "))
+    let noun = if drift.len() == 1 {
+        "difference"
+    } else {
+        "differences"
+    };
+    format!(
+        "{} {noun} from {SCHEMA_FILE}: {}{more}",
+        drift.len(),
+        named.join("; ")
+    )
 }
 
 /// A definition on one line (views span several), whitespace collapsed, at most 200 characters.
 fn one_line(definition: &str) -> String {
-    let text = if definition.is_empty() {
-        "(present)".to_string()
-    } else {
-        definition.split_whitespace().collect::<Vec<_>>().join(" ")
-    };
+    let text = definition.split_whitespace().collect::<Vec<_>>().join(" ");
     match text.char_indices().nth(200) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
@@ -120,14 +130,22 @@ mod tests {
         let expected = schema(&[
             ("table", "documents", ""),
             STATUS,
-            ("index", "documents.i", "CREATE INDEX i ON public.documents USING btree (status)"),
+            (
+                "index",
+                "documents.i",
+                "CREATE INDEX i ON public.documents USING btree (status)",
+            ),
             ("view", "v", " SELECT 1;"),
         ]);
         let found = schema(&[
             ("table", "documents", ""),
             ("column", "documents.status", "character varying(50)"),
             ("column", "documents.hotfix", "text"),
-            ("index", "documents.i", "CREATE INDEX i ON public.documents USING btree (status) INVALID"),
+            (
+                "index",
+                "documents.i",
+                "CREATE INDEX i ON public.documents USING btree (status) INVALID",
+            ),
         ]);
         let drift = compare(&expected, &found);
         let lines: Vec<String> = drift.iter().map(Drift::describe).collect();
@@ -143,7 +161,10 @@ mod tests {
         assert_eq!(drift[0].expected, None);
         assert_eq!(drift[3].found, None);
         let line = summary(&drift);
-        assert!(line.starts_with("4 differences from sql/schema.txt: column documents.hotfix"), "{line}");
+        assert!(
+            line.starts_with("4 differences from sql/schema.txt: column documents.hotfix"),
+            "{line}"
+        );
         assert!(line.ends_with("; …"), "{line}");
         assert!(!line.contains("view v"), "{line}");
     }
@@ -159,12 +180,18 @@ mod tests {
         };
         let line = d.describe();
         assert!(!line.contains('\n'));
-        assert!(line.contains("SELECT x, x,") && line.contains("… expected"), "{line}");
+        assert!(
+            line.contains("SELECT x, x,") && line.contains("… expected"),
+            "{line}"
+        );
     }
 
     #[test]
     fn the_embedded_file_parses() {
         // build.rs refuses a missing file under sql/, so the workspace's build always carries one.
-        assert!(embedded().is_some_and(|s| s.objects.contains_key(&("table".into(), "documents".into()))));
+        assert!(embedded().is_some_and(|s| {
+            s.objects
+                .contains_key(&("table".into(), "documents".into()))
+        }));
     }
 }

@@ -101,7 +101,8 @@ impl State {
 /// The same versions with the same checksums.
 fn same_migrations(a: &[migrate::Migration], b: &[migrate::Migration]) -> bool {
     let key = |m: &migrate::Migration| (m.version, m.checksum.clone());
-    let (mut a, mut b): (Vec<_>, Vec<_>) = (a.iter().map(key).collect(), b.iter().map(key).collect());
+    let (mut a, mut b): (Vec<_>, Vec<_>) =
+        (a.iter().map(key).collect(), b.iter().map(key).collect());
     a.sort();
     b.sort();
     a == b

@@ -82,7 +82,13 @@ pub async fn run(
     } else {
         notes.clear();
     }
-    notes.extend(drift_notes(action, options, pending, drift_before, drift.as_deref()));
+    notes.extend(drift_notes(
+        action,
+        options,
+        pending,
+        drift_before,
+        drift.as_deref(),
+    ));
     if let Some(found) = drift.as_deref().filter(|d| !d.is_empty()) {
         if action == Action::Apply && options.drift == DriftPolicy::Fail {
             return Err(InitError::Verify(format!(
@@ -90,7 +96,11 @@ pub async fn run(
                 drift::summary(found)
             )));
         }
-        tracing::warn!(differences = found.len(), "drift: {}", drift::summary(found));
+        tracing::warn!(
+            differences = found.len(),
+            "drift: {}",
+            drift::summary(found)
+        );
     }
     Ok(Report {
         status: "ok",
@@ -157,7 +167,10 @@ async fn run_locked(
         let live = read_catalog(client).await?;
         let found = drift::compare(expected, &live.schema());
         if !found.is_empty() {
-            tracing::warn!(differences = found.len(), "drift: differences before applying");
+            tracing::warn!(
+                differences = found.len(),
+                "drift: differences before applying"
+            );
             if options.drift == DriftPolicy::Fail {
                 return Err(InitError::Verify(format!(
                     "DB_DRIFT=fail: {}; nothing was changed",

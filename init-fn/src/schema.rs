@@ -109,7 +109,11 @@ mod tests {
             "documents.status",
             "character varying(50) default 'pending'::character varying".into(),
         );
-        s.insert("view", "v", " SELECT id,\n    s3_key\n   FROM documents;".into());
+        s.insert(
+            "view",
+            "v",
+            " SELECT id,\n    s3_key\n   FROM documents;".into(),
+        );
         s.insert("view", "empty_lines", "a\n\nb: c".into());
         let text = s.render("generated\n\nby a test");
         assert!(text.starts_with("# generated\n#\n# by a test\ncolumn documents.status: "));
@@ -122,7 +126,10 @@ mod tests {
         let err = Schema::parse("# x\n  orphan\n").unwrap_err();
         assert_eq!(err.line, 2);
         let err = Schema::parse("table a\ntable a\n").unwrap_err();
-        assert_eq!((err.line, err.message.as_str()), (2, "table a appears twice"));
+        assert_eq!(
+            (err.line, err.message.as_str()),
+            (2, "table a appears twice")
+        );
         assert_eq!(Schema::parse("tablea\n").unwrap_err().line, 1);
     }
 }

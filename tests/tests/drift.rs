@@ -2,7 +2,7 @@
 //! `sql/` produces on either version, verifies clean on a migrated, an adopted and a populated and
 //! vacuumed database, and every kind of hand edit fails `verify` naming the object and what differs.
 
-use init_fn::{catalog::Catalog, migrate::Migration, schema::Schema};
+use init_fn::{catalog::Catalog, drift::Drift, migrate::Migration, schema::Schema};
 use serde_json::{Value, json};
 use tests::harness::{self, DB, Harness, SEED_DDL, with_extra};
 use xtask::local::postgres::PgChoice;
@@ -90,7 +90,7 @@ const EDITS: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "DROP TABLE processing_logs",
-        "from sql/schema.txt: column processing_logs.action: character varying(100) not null expected, none found",
+        "table processing_logs is missing",
         "table",
         "processing_logs",
     ),
@@ -103,16 +103,6 @@ async fn reading(h: &Harness, db: &str) -> anyhow::Result<Schema> {
         .await
         .map_err(|e| anyhow::anyhow!("{}: {}", e.query, e.source))?;
     Ok(catalog.schema())
-}
-
-/// The report's drift as (kind, object) pairs.
-fn drifted(report: &Value) -> Vec<(String, String)> {
-    report["drift"]
-        .as_array()
-        .unwrap_or_else(|| panic!("drift was not compared: {report:#}"))
-        .iter()
-        .map(|d| (d["kind"].as_str().unwrap().into(), d["object"].as_str().unwrap().into()))
-        .collect()
 }
 
 /// The committed file is what sql/ produces on this server, and three databases verify clean
@@ -145,7 +135,9 @@ async fn clean_cases(h: &Harness) -> anyhow::Result<()> {
         .await?;
     client.batch_execute("VACUUM ANALYZE").await?;
     for db in [DB, "seed_db"] {
-        let report = h.invoke(&[("DB_NAME", db)], json!({"action": "verify"})).await?;
+        let report = h
+            .invoke(&[("DB_NAME", db)], json!({"action": "verify"}))
+            .await?;
         assert_eq!(report["drift"], json!([]), "{db}: {report:#}");
     }
     Ok(())
@@ -163,6 +155,12 @@ async fn the_schema_file_verifies_clean_on_the_local_cluster() -> anyhow::Result
     clean_cases(&h).await
 }
 
+/// Edits that undo objects another edit changes run on a second database.
+const SECOND_DATABASE: &[&str] = &[
+    "DROP TABLE processing_logs",
+    "ALTER TABLE documents DISABLE TRIGGER documents_touch",
+];
+
 #[tokio::test]
 async fn every_kind_of_hand_edit_fails_verify_naming_the_object() -> anyhow::Result<()> {
     let h = Harness::from_env().await?;
@@ -170,57 +168,80 @@ async fn every_kind_of_hand_edit_fails_verify_naming_the_object() -> anyhow::Res
     h.invoke(&[], json!({})).await?;
     harness::invoke(&h.state(&[], migrations.clone()), json!({})).await?;
     let expected = reading(&h, DB).await?;
-    for (n, (edit, message, kind, object)) in EDITS.iter().enumerate() {
-        let db = format!("edit_{n}");
-        h.pg.create_database(&db).await?;
-        let state = |extra: &[(&str, &str)]| {
-            let mut env = vec![("DB_NAME", db.as_str())];
-            env.extend_from_slice(extra);
-            h.state(&env, migrations.clone()).with_expected(Some(expected.clone()))
-        };
-        let clean = harness::invoke(&state(&[]), json!({})).await?;
-        assert_eq!(clean["drift"], json!([]), "{db} before {edit}: {clean:#}");
-        h.client(&db).await?.batch_execute(edit).await?;
-
-        let err = harness::invoke(&state(&[]), json!({"action": "verify"}))
+    let state = |db: &str, extra: &[(&str, &str)]| {
+        let mut env = vec![("DB_NAME", db)];
+        env.extend_from_slice(extra);
+        h.state(&env, migrations.clone())
+            .with_expected(Some(expected.clone()))
+    };
+    for (db, second) in [("edited_1", false), ("edited_2", true)] {
+        let edits: Vec<_> = EDITS
+            .iter()
+            .filter(|e| SECOND_DATABASE.contains(&e.0) == second)
+            .collect();
+        h.pg.create_database(db).await?;
+        let clean = harness::invoke(&state(db, &[]), json!({})).await?;
+        assert_eq!(clean["drift"], json!([]), "{db}: {clean:#}");
+        for (edit, ..) in &edits {
+            h.client(db).await?.batch_execute(edit).await?;
+        }
+        let err = harness::invoke(&state(db, &[]), json!({"action": "verify"}))
             .await
             .unwrap_err();
-        assert_eq!(err.error_type(), "Verify", "{edit}: {err}");
-        assert!(err.one_line().contains(message), "{edit}: {err}");
-        // plan and status count the drift without failing.
+        assert_eq!(err.error_type(), "Verify", "{db}: {err}");
+        // plan and status count the drift without failing; each difference says what and where.
         for action in ["status", "plan"] {
-            let report = harness::invoke(&state(&[]), json!({ "action": action })).await?;
-            let found = drifted(&report);
+            let report = harness::invoke(&state(db, &[]), json!({ "action": action })).await?;
+            let drift: Vec<Drift> = report["drift"]
+                .as_array()
+                .unwrap_or_else(|| panic!("drift was not compared: {report:#}"))
+                .iter()
+                .map(|d| Drift {
+                    object: d["object"].as_str().unwrap().into(),
+                    kind: d["kind"].as_str().unwrap().into(),
+                    expected: d["expected"].as_str().map(String::from),
+                    found: d["found"].as_str().map(String::from),
+                })
+                .collect();
+            let summary = init_fn::drift::summary(&drift);
             assert!(
-                found.contains(&(kind.to_string(), object.to_string())),
-                "{edit}: {action}: {report:#}"
+                err.one_line().contains(&summary),
+                "{db}: verify: {err}\n{summary}"
             );
-            let note = format!("drift: {} difference", found.len());
+            let note = format!("drift: {summary}");
             assert!(
-                report["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().starts_with(&note)),
-                "{edit}: {action}: {report:#}"
+                report["notes"].as_array().unwrap().contains(&json!(note)),
+                "{db}: {action}: {report:#}"
             );
+            for (edit, message, kind, object) in &edits {
+                let d = drift
+                    .iter()
+                    .find(|d| d.kind == *kind && d.object == *object)
+                    .unwrap_or_else(|| {
+                        panic!("{edit}: {action}: no drift of {kind} {object}: {report:#}")
+                    });
+                assert!(d.describe().contains(message), "{edit}: {}", d.describe());
+            }
         }
     }
 
     // apply on a drifted database says so and applies; DB_DRIFT=fail stops before changing anything.
-    let db = "edit_0";
-    let warn = harness::invoke(
-        &h.state(&[("DB_NAME", db)], migrations.clone()).with_expected(Some(expected.clone())),
-        json!({}),
-    )
-    .await?;
+    let db = "edited_2";
+    let warn = harness::invoke(&state(db, &[]), json!({})).await?;
     assert_eq!(warn["status"], "ok");
+    let before = format!(
+        "drift: {} differences before applying",
+        warn["drift"].as_array().unwrap().len()
+    );
     assert!(
-        warn["notes"].as_array().unwrap().contains(&json!("drift: 1 difference before applying")),
+        warn["notes"].as_array().unwrap().contains(&json!(before)),
         "{warn:#}"
     );
-    let strict = h
-        .state(&[("DB_NAME", db), ("DB_DRIFT", "fail")], migrations.clone())
-        .with_expected(Some(expected.clone()));
-    let err = harness::invoke(&strict, json!({})).await.unwrap_err();
+    let err = harness::invoke(&state(db, &[("DB_DRIFT", "fail")]), json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type(), "Verify", "{err}");
-    assert!(err.one_line().contains("DB_DRIFT=fail: 1 difference"), "{err}");
+    assert!(err.one_line().starts_with("DB_DRIFT=fail: "), "{err}");
     assert!(err.one_line().ends_with("nothing was changed"), "{err}");
     Ok(())
 }
@@ -234,10 +255,15 @@ async fn an_invalid_index_from_a_failed_concurrent_build_is_drift() -> anyhow::R
         .batch_execute("INSERT INTO documents (s3_key, document_type, file_name) VALUES ('a', 't', 'same'), ('b', 't', 'same')")
         .await?;
     let failed = client
-        .batch_execute("CREATE UNIQUE INDEX CONCURRENTLY idx_documents_file_name ON documents (file_name)")
+        .batch_execute(
+            "CREATE UNIQUE INDEX CONCURRENTLY idx_documents_file_name ON documents (file_name)",
+        )
         .await;
     assert!(failed.is_err(), "duplicate rows must fail the unique build");
-    let err = h.invoke(&[], json!({"action": "verify"})).await.unwrap_err();
+    let err = h
+        .invoke(&[], json!({"action": "verify"}))
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type(), "Verify");
     assert!(
         err.one_line().contains(
@@ -247,14 +273,21 @@ async fn an_invalid_index_from_a_failed_concurrent_build_is_drift() -> anyhow::R
     );
     let status = h.invoke(&[], json!({"action": "status"})).await?;
     let drift = &status["drift"][0];
-    assert_eq!(drift["object"], "documents.idx_documents_file_name", "{status:#}");
+    assert_eq!(
+        drift["object"], "documents.idx_documents_file_name",
+        "{status:#}"
+    );
     assert_eq!(drift["expected"], Value::Null);
-    assert!(drift["found"].as_str().unwrap().ends_with(" INVALID"), "{status:#}");
+    assert!(
+        drift["found"].as_str().unwrap().ends_with(" INVALID"),
+        "{status:#}"
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn a_migration_changed_without_regenerating_fails_the_check_with_the_diff() -> anyhow::Result<()> {
+async fn a_migration_changed_without_regenerating_fails_the_check_with_the_diff()
+-> anyhow::Result<()> {
     let h = Harness::from_env().await?;
     let dir = tempfile::tempdir()?;
     std::fs::copy(
@@ -267,9 +300,17 @@ async fn a_migration_changed_without_regenerating_fails_the_check_with_the_diff(
     )?;
     let generated = xtask::schema::generate(&h.pg, dir.path()).await?;
     let committed = std::fs::read_to_string(harness::root().join(xtask::schema::SCHEMA_FILE))?;
-    let err = xtask::schema::check(Some(&committed), &generated).unwrap_err().to_string();
+    let err = xtask::schema::check(Some(&committed), &generated)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("sql/schema.txt is stale"), "{err}");
-    assert!(err.contains("\n+column documents.reviewed: boolean not null default false\n"), "{err}");
-    assert!(err.contains("refresh it with `cargo xtask schema`"), "{err}");
+    assert!(
+        err.contains("\n+column documents.reviewed: boolean not null default false\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("refresh it with `cargo xtask schema`"),
+        "{err}"
+    );
     Ok(())
 }

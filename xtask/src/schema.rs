@@ -28,7 +28,8 @@ pub const SCHEMA_FILE: &str = "sql/schema.txt";
 const NO_TRANSACTION: &str = "-- init-fn: no-transaction";
 /// The ledger's table name, left out of the reading like the function leaves it out.
 const LEDGER_TABLE: &str = "_init_fn_migrations";
-const HEADER: &str = "The schema sql/ produces, as PostgreSQL's catalog renders it (one object a line, sorted).
+const HEADER: &str =
+    "The schema sql/ produces, as PostgreSQL's catalog renders it (one object a line, sorted).
 Written by `cargo xtask schema`, checked by `cargo xtask test`, embedded into the function, which
 compares the live schema with it (verify, and apply before it runs). Do not edit: regenerate it.";
 
@@ -62,7 +63,10 @@ impl Schema {
             std::fs::write(&path, &generated).with_context(|| format!("write {SCHEMA_FILE}"))?;
             println!(
                 "wrote {SCHEMA_FILE} ({} objects)",
-                generated.lines().filter(|l| !l.starts_with(['#', ' '])).count()
+                generated
+                    .lines()
+                    .filter(|l| !l.starts_with(['#', ' ']))
+                    .count()
             );
         }
         Ok(())
@@ -125,7 +129,11 @@ fn migrations(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
         let path = entry?.path();
-        let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let file = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let Some(version) = file
             .strip_suffix(".sql")
             .and_then(|stem| stem.split_once('_'))
@@ -137,7 +145,10 @@ fn migrations(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
         found.push((version, file, text));
     }
     found.sort_by_key(|f| f.0);
-    Ok(found.into_iter().map(|(_, file, text)| (file, text)).collect())
+    Ok(found
+        .into_iter()
+        .map(|(_, file, text)| (file, text))
+        .collect())
 }
 
 #[cfg(test)]
@@ -153,6 +164,9 @@ mod tests {
         assert!(err.contains("+table b"), "{err}");
         assert!(err.contains("`cargo xtask schema`"), "{err}");
         let err = check(None, "table a\n").unwrap_err().to_string();
-        assert!(err.contains("missing") && err.contains("`cargo xtask schema`"), "{err}");
+        assert!(
+            err.contains("missing") && err.contains("`cargo xtask schema`"),
+            "{err}"
+        );
     }
 }
