@@ -283,24 +283,18 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Reads schema `public` with every query of [`QUERIES`] (the ledger named `ledger` left out),
-    /// under [`PINNED_SEARCH_PATH`]; the session's own search_path is put back afterwards.
+    /// Reads schema `public` with every query of [`QUERIES`] (the ledger named `ledger` left out), in
+    /// one read-only snapshot under [`PINNED_SEARCH_PATH`] (`SET LOCAL`: the session's own setting is
+    /// back after it).
     pub async fn read(client: &Client, ledger: &str) -> Result<Catalog, CatalogError> {
-        let fail = |query| move |source| CatalogError { query, source };
-        let was: String = client
-            .query_one(
-                "SELECT current_setting('search_path'), set_config('search_path', $1, false)",
-                &[&PINNED_SEARCH_PATH],
-            )
-            .await
-            .map_err(fail("search_path"))?
-            .get(0);
         let read = Self::read_pinned(client, ledger).await;
-        let restored = client
-            .execute("SELECT set_config('search_path', $1, false)", &[&was])
-            .await;
+        let end = if read.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = client.batch_execute(end).await;
         let catalog = read?;
-        restored.map_err(fail("search_path"))?;
+        ended.map_err(|source| CatalogError {
+            query: "commit",
+            source,
+        })?;
         Ok(catalog)
     }
 
@@ -319,17 +313,33 @@ impl Catalog {
                     source,
                 })
         };
-        // Sent together: the driver pipelines them, so a reading costs about one round trip.
-        let (relations, columns, indexes, constraints, triggers, functions, types, extensions) = tokio::try_join!(
-            run(QUERIES[0]),
-            run(QUERIES[1]),
-            run(QUERIES[2]),
-            run(QUERIES[3]),
-            run(QUERIES[4]),
-            run(QUERIES[5]),
-            run(QUERIES[6]),
-            run(QUERIES[7]),
-        )?;
+        let pin = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL search_path = {PINNED_SEARCH_PATH}"
+        );
+        let pinned = async {
+            client
+                .batch_execute(&pin)
+                .await
+                .map_err(|source| CatalogError {
+                    query: "search_path",
+                    source,
+                })
+        };
+        // Sent together, in this order (biased): the driver pipelines them, so a reading costs about
+        // one round trip, and the server parses every query after the pin.
+        let ((), relations, columns, indexes, constraints, triggers, functions, types, extensions) =
+            tokio::try_join!(
+                biased;
+                pinned,
+                run(QUERIES[0]),
+                run(QUERIES[1]),
+                run(QUERIES[2]),
+                run(QUERIES[3]),
+                run(QUERIES[4]),
+                run(QUERIES[5]),
+                run(QUERIES[6]),
+                run(QUERIES[7]),
+            )?;
         Ok(Catalog {
             relations: relations.iter().map(relation).collect(),
             columns: columns.iter().map(column).collect(),
