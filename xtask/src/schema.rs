@@ -7,7 +7,10 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use crate::local::postgres::{PgChoice, PgServer};
+use crate::{
+    lint::sql,
+    local::postgres::{PgChoice, PgServer},
+};
 
 // The function's catalog reader and canonical rendering, without linking the function (its AWS SDK).
 #[allow(dead_code)]
@@ -15,12 +18,10 @@ use crate::local::postgres::{PgChoice, PgServer};
 mod catalog;
 #[path = "../../init-fn/src/description.rs"]
 mod description;
-#[allow(dead_code)]
+// `description` reaches it as `super::schema`, as in the function.
+#[allow(dead_code, clippy::module_inception)]
 #[path = "../../init-fn/src/schema.rs"]
 mod schema;
-#[allow(dead_code)]
-#[path = "../../init-fn/src/sql.rs"]
-mod sql;
 
 /// The expected schema's file, relative to the project root.
 pub const SCHEMA_FILE: &str = "sql/schema.txt";
