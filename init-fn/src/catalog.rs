@@ -122,7 +122,8 @@ pub const FUNCTIONS: Query = Query {
           ORDER BY p.oid",
 };
 
-/// Enums, domains, ranges and standalone composite types (not the row types of tables).
+/// Enums, domains, ranges and standalone composite types (not the row types of tables). A domain's
+/// NOT NULL is `typnotnull`: PostgreSQL 17 also lists it as a constraint (`n`), 15 does not.
 pub const TYPES: Query = Query {
     name: "types",
     sql: "SELECT y.oid, y.typname::text, y.typtype::text, \
@@ -133,7 +134,7 @@ pub const TYPES: Query = Query {
                      || CASE WHEN y.typnotnull THEN ' not null' ELSE '' END \
                      || coalesce(' default ' || y.typdefault, '') \
                      || coalesce((SELECT string_agg(' ' || pg_get_constraintdef(k.oid), '' ORDER BY k.conname) \
-                                    FROM pg_constraint k WHERE k.contypid = y.oid), '') \
+                                    FROM pg_constraint k WHERE k.contypid = y.oid AND k.contype <> 'n'), '') \
                    WHEN 'c' THEN (SELECT string_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod), \
                                                     ', ' ORDER BY a.attnum) \
                                     FROM pg_attribute a WHERE a.attrelid = y.typrelid AND a.attnum > 0 AND NOT a.attisdropped) \
