@@ -169,7 +169,9 @@ async fn run_locked(
         if !found.is_empty() {
             tracing::warn!(
                 differences = found.len(),
-                "drift: differences before applying"
+                "drift: {} before applying ({})",
+                plural(found.len()),
+                drift::summary(&found)
             );
             if options.drift == DriftPolicy::Fail {
                 return Err(InitError::Verify(format!(
@@ -434,8 +436,7 @@ fn drift_notes(
 ) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(n) = before.filter(|n| *n > 0) {
-        let noun = if n == 1 { "difference" } else { "differences" };
-        notes.push(format!("drift: {n} {noun} before applying"));
+        notes.push(format!("drift: {} before applying", plural(n)));
     }
     match drift {
         Some(found) if !found.is_empty() && action != Action::Verify => {
@@ -452,4 +453,9 @@ fn drift_notes(
         _ => {}
     }
     notes
+}
+
+/// `1 difference`, `3 differences`.
+fn plural(n: usize) -> String {
+    format!("{n} difference{}", if n == 1 { "" } else { "s" })
 }
