@@ -3,6 +3,9 @@
 //! `INIT_FN_SQL_DIR` points at another directory (used by `cargo xtask bench --scale` to embed
 //! generated migrations); unset, it is the workspace's `sql/`. A file the function's splitter cannot
 //! split (an unterminated string, comment or body) fails the build, naming the file and line.
+//! Also embeds `sql/schema.txt` (the expected schema `verify` compares with, written by
+//! `cargo xtask schema`) as `$OUT_DIR/schema.rs`: missing or unreadable under `sql/`, the build fails
+//! saying how to write it; a directory from `INIT_FN_SQL_DIR` may go without one (`None`).
 
 use std::{env, fs, path::PathBuf};
 
@@ -10,6 +13,10 @@ use std::{env, fs, path::PathBuf};
 #[allow(dead_code)]
 #[path = "src/sql.rs"]
 mod sql;
+// The text form of the expected schema (std only): a file verify could not read fails here.
+#[allow(dead_code)]
+#[path = "src/schema.rs"]
+mod schema;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=INIT_FN_SQL_DIR");
@@ -21,6 +28,7 @@ fn main() {
         .canonicalize()
         .expect("sql/ directory next to init-fn/ (or INIT_FN_SQL_DIR)");
     println!("cargo:rerun-if-changed={}", sql_dir.display());
+    embed_schema(&sql_dir, env::var_os("INIT_FN_SQL_DIR").is_some());
     let mut entries = Vec::new();
     for entry in fs::read_dir(&sql_dir).expect("read sql/") {
         let path = entry.expect("sql/ entry").path();
@@ -60,6 +68,28 @@ fn main() {
     out.push_str("]\n");
     fs::write(
         PathBuf::from(env::var("OUT_DIR").unwrap()).join("migrations.rs"),
+        out,
+    )
+    .unwrap();
+}
+
+fn embed_schema(sql_dir: &std::path::Path, other_dir: bool) {
+    let path = sql_dir.join("schema.txt");
+    println!("cargo:rerun-if-changed={}", path.display());
+    let out = match fs::read_to_string(&path) {
+        Ok(text) => {
+            if let Err(e) = schema::Schema::parse(&text) {
+                panic!("sql/schema.txt: {e}; regenerate it with `cargo xtask schema`");
+            }
+            format!("Some(include_str!({:?}))\n", path.display().to_string())
+        }
+        Err(_) if other_dir => "None\n".to_string(),
+        Err(e) => panic!(
+            "sql/schema.txt: {e}: the expected schema verify compares with is missing; write it with `cargo xtask schema`"
+        ),
+    };
+    fs::write(
+        PathBuf::from(env::var("OUT_DIR").unwrap()).join("schema.rs"),
         out,
     )
     .unwrap();

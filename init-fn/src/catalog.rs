@@ -1,11 +1,21 @@
 //! The objects of schema `public` as PostgreSQL itself describes them: plain structs read from
 //! `pg_catalog` by the named queries in [`QUERIES`] (one per object kind, each returning the columns its
 //! struct needs), with the server's own renderings of types and definitions. The ledger and the
-//! members of extensions are left out. The `objects` module turns a reading into object identities.
+//! members of extensions are left out. The `objects` module turns a reading into object identities,
+//! `description` into the canonical schema drift compares. No `crate::` imports: xtask shares this file.
 
 use tokio_postgres::{Client, Row, types::ToSql};
 
-use crate::error::{InitError, query_error};
+/// The schema every rendering is relative to while reading: names in `public` print unqualified,
+/// whatever search_path the session (or a migration's `SET`) left behind.
+const PINNED_SEARCH_PATH: &str = "public";
+
+/// A catalog query that failed, by name.
+#[derive(Debug)]
+pub struct CatalogError {
+    pub query: &'static str,
+    pub source: tokio_postgres::Error,
+}
 
 /// A catalog query by name: what it reads is documented by the struct it fills.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +39,10 @@ pub const RELATIONS: Query = Query {
     name: "relations",
     sql: concat!(
         "SELECT c.oid, c.relname::text, c.relkind::text, \
-                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END, \
+                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) \
+                     WHEN c.relkind = 'S' THEN (SELECT format('%s start %s increment %s min %s max %s cache %s%s', \
+                         format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache, \
+                         CASE WHEN s.seqcycle THEN ' cycle' ELSE '' END) FROM pg_sequence s WHERE s.seqrelid = c.oid) END, \
                 (SELECT t.relname::text || '.' || a.attname::text FROM pg_depend d \
                    JOIN pg_class t ON t.oid = d.refobjid \
                    JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
@@ -46,8 +59,10 @@ pub const COLUMNS: Query = Query {
     name: "columns",
     sql: concat!(
         "SELECT c.oid, c.relname::text, a.attnum, a.attname::text, format_type(a.atttypid, a.atttypmod), \
-                a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid), a.attidentity::text, a.attgenerated::text \
-         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+                a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid), a.attidentity::text, a.attgenerated::text, \
+                CASE WHEN a.attcollation <> y.typcollation THEN \
+                  (SELECT quote_ident(l.collname) FROM pg_collation l WHERE l.oid = a.attcollation) END \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_type y ON y.oid = a.atttypid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum \
          WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'f') AND a.attnum > 0 \
@@ -86,7 +101,7 @@ pub const CONSTRAINTS: Query = Query {
 pub const TRIGGERS: Query = Query {
     name: "triggers",
     sql: concat!(
-        "SELECT g.oid, g.tgname::text, c.relname::text, pg_get_triggerdef(g.oid) \
+        "SELECT g.oid, g.tgname::text, c.relname::text, pg_get_triggerdef(g.oid), g.tgenabled::text \
          FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = 'public' AND NOT g.tgisinternal AND ",
@@ -107,7 +122,8 @@ pub const FUNCTIONS: Query = Query {
           ORDER BY p.oid",
 };
 
-/// Enums, domains, ranges and standalone composite types (not the row types of tables).
+/// Enums, domains, ranges and standalone composite types (not the row types of tables). A domain's
+/// NOT NULL is `typnotnull`: PostgreSQL 17 also lists it as a constraint (`n`), 15 does not.
 pub const TYPES: Query = Query {
     name: "types",
     sql: "SELECT y.oid, y.typname::text, y.typtype::text, \
@@ -115,6 +131,10 @@ pub const TYPES: Query = Query {
                    WHEN 'e' THEN (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) \
                                     FROM pg_enum e WHERE e.enumtypid = y.oid) \
                    WHEN 'd' THEN format_type(y.typbasetype, y.typtypmod) \
+                     || CASE WHEN y.typnotnull THEN ' not null' ELSE '' END \
+                     || coalesce(' default ' || y.typdefault, '') \
+                     || coalesce((SELECT string_agg(' ' || pg_get_constraintdef(k.oid), '' ORDER BY k.conname) \
+                                    FROM pg_constraint k WHERE k.contypid = y.oid AND k.contype <> 'n'), '') \
                    WHEN 'c' THEN (SELECT string_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod), \
                                                     ', ' ORDER BY a.attnum) \
                                     FROM pg_attribute a WHERE a.attrelid = y.typrelid AND a.attnum > 0 AND NOT a.attisdropped) \
@@ -156,7 +176,8 @@ pub struct Relation {
     pub name: String,
     /// `r` table, `p` partitioned table, `f` foreign table, `v` view, `m` materialized view, `S` sequence.
     pub relkind: String,
-    /// `pg_get_viewdef` of a view or materialized view.
+    /// `pg_get_viewdef` of a view or materialized view; a sequence's type, start, increment, bounds,
+    /// cache and cycle.
     pub definition: Option<String>,
     /// `table.column` a sequence belongs to (serial or identity).
     pub owned_by: Option<String>,
@@ -177,6 +198,8 @@ pub struct Column {
     pub identity: String,
     /// `s` stored generated column; empty otherwise.
     pub generated: String,
+    /// The column's collation when it is not its type's default.
+    pub collation: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +235,8 @@ pub struct Trigger {
     pub table: String,
     /// `pg_get_triggerdef`.
     pub definition: String,
+    /// `O` fires (origin and local), `D` disabled, `R` replica only, `A` always.
+    pub enabled: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,7 +258,8 @@ pub struct Type {
     pub name: String,
     /// `e` enum, `d` domain, `c` composite, `r` range.
     pub typtype: String,
-    /// Enum labels, a domain's base type, a composite's attributes or a range's subtype.
+    /// Enum labels, a domain's base type (with not null, default and checks), a composite's attributes
+    /// or a range's subtype.
     pub definition: Option<String>,
 }
 
@@ -258,10 +284,23 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Reads schema `public` with every query of [`QUERIES`] (the ledger named `ledger` left out).
-    pub async fn read(client: &Client, ledger: &str) -> Result<Catalog, InitError> {
-        // Sent together: the driver pipelines them, so a reading costs about one round trip.
-        let rows = futures_util::future::try_join_all(QUERIES.iter().map(|q| async move {
+    /// Reads schema `public` with every query of [`QUERIES`] (the ledger named `ledger` left out), in
+    /// one read-only snapshot under [`PINNED_SEARCH_PATH`] (`SET LOCAL`: the session's own setting is
+    /// back after it).
+    pub async fn read(client: &Client, ledger: &str) -> Result<Catalog, CatalogError> {
+        let read = Self::read_pinned(client, ledger).await;
+        let end = if read.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = client.batch_execute(end).await;
+        let catalog = read?;
+        ended.map_err(|source| CatalogError {
+            query: "commit",
+            source,
+        })?;
+        Ok(catalog)
+    }
+
+    async fn read_pinned(client: &Client, ledger: &str) -> Result<Catalog, CatalogError> {
+        let run = |q: Query| async move {
             let params: &[&(dyn ToSql + Sync)] = if q.sql.contains("$1") {
                 &[&ledger]
             } else {
@@ -270,19 +309,38 @@ impl Catalog {
             client
                 .query(q.sql, params)
                 .await
-                .map_err(|e| query_error(&format!("reading the catalog ({})", q.name), e))
-        }))
-        .await?;
-        let [
-            relations,
-            columns,
-            indexes,
-            constraints,
-            triggers,
-            functions,
-            types,
-            extensions,
-        ]: [Vec<Row>; 8] = rows.try_into().expect("one result per query");
+                .map_err(|source| CatalogError {
+                    query: q.name,
+                    source,
+                })
+        };
+        let pin = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL search_path = {PINNED_SEARCH_PATH}"
+        );
+        let pinned = async {
+            client
+                .batch_execute(&pin)
+                .await
+                .map_err(|source| CatalogError {
+                    query: "search_path",
+                    source,
+                })
+        };
+        // Sent together, in this order (biased): the driver pipelines them, so a reading costs about
+        // one round trip, and the server parses every query after the pin.
+        let ((), relations, columns, indexes, constraints, triggers, functions, types, extensions) =
+            tokio::try_join!(
+                biased;
+                pinned,
+                run(QUERIES[0]),
+                run(QUERIES[1]),
+                run(QUERIES[2]),
+                run(QUERIES[3]),
+                run(QUERIES[4]),
+                run(QUERIES[5]),
+                run(QUERIES[6]),
+                run(QUERIES[7]),
+            )?;
         Ok(Catalog {
             relations: relations.iter().map(relation).collect(),
             columns: columns.iter().map(column).collect(),
@@ -324,6 +382,7 @@ fn column(r: &Row) -> Column {
         default: r.get(6),
         identity: r.get(7),
         generated: r.get(8),
+        collation: r.get(9),
     }
 }
 
@@ -356,6 +415,7 @@ fn trigger(r: &Row) -> Trigger {
         name: r.get(1),
         table: r.get(2),
         definition: r.get(3),
+        enabled: r.get(4),
     }
 }
 

@@ -23,6 +23,16 @@ impl SslMode {
     }
 }
 
+/// `DB_DRIFT`: what `apply` does when the live schema differs from `sql/schema.txt` before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DriftPolicy {
+    /// Say so in the report and the log, then apply.
+    #[default]
+    Warn,
+    /// Stop with `Verify` before changing anything.
+    Fail,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `DB_HOST`; may instead come from an RDS-managed JSON secret.
@@ -40,6 +50,8 @@ pub struct Config {
     pub ddl_lock_timeout: Duration,
     /// `DB_DEADLINE_MARGIN_S`: time kept free before the invocation deadline to cancel and answer.
     pub deadline_margin: Duration,
+    /// `DB_DRIFT`: `warn` (default) or `fail`.
+    pub drift: DriftPolicy,
 }
 
 pub const DEFAULT_PORT: u16 = 5432;
@@ -99,6 +111,15 @@ impl Config {
                 )));
             }
         };
+        let drift = match get("DB_DRIFT").as_deref() {
+            None | Some("warn") => DriftPolicy::Warn,
+            Some("fail") => DriftPolicy::Fail,
+            Some(other) => {
+                return Err(InitError::Config(format!(
+                    "DB_DRIFT={other:?} is not one of warn, fail"
+                )));
+            }
+        };
         let ca_bundle = text("DB_CA_BUNDLE")?.map(PathBuf::from);
         if let Some(path) = &ca_bundle
             && !path.is_file()
@@ -123,6 +144,7 @@ impl Config {
             statement_timeout: seconds("DB_STATEMENT_TIMEOUT_S", 60)?,
             ddl_lock_timeout: seconds("DB_DDL_LOCK_TIMEOUT_S", 5)?,
             deadline_margin: seconds("DB_DEADLINE_MARGIN_S", 3)?,
+            drift,
         })
     }
 }
@@ -151,6 +173,9 @@ mod tests {
         assert_eq!(c.statement_timeout, Duration::from_secs(60));
         assert_eq!(c.ddl_lock_timeout, Duration::from_secs(5));
         assert_eq!(c.deadline_margin, Duration::from_secs(3));
+        assert_eq!(c.drift, DriftPolicy::Warn);
+        let fail = config(&[("DB_DRIFT", "fail")]).unwrap();
+        assert_eq!(fail.drift, DriftPolicy::Fail);
     }
 
     #[test]
@@ -174,6 +199,7 @@ mod tests {
                 "DB_DEADLINE_MARGIN_S",
             ),
             (vec![("DB_HOST", "  ")], "DB_HOST"),
+            (vec![("DB_DRIFT", "strict")], "DB_DRIFT"),
             (
                 vec![("DB_CA_BUNDLE", "/nonexistent/ca.pem")],
                 "DB_CA_BUNDLE",

@@ -7,6 +7,8 @@ pub mod config;
 pub mod custom_resource;
 pub mod db;
 pub mod deadline;
+pub mod description;
+pub mod drift;
 pub mod error;
 pub mod event;
 pub mod ledger;
@@ -19,6 +21,7 @@ pub mod pending;
 pub mod plan;
 pub mod report;
 pub mod rows;
+pub mod schema;
 pub mod secret;
 pub mod sql;
 pub mod tls;
@@ -43,6 +46,8 @@ pub struct State {
     ready: Result<Ready, InitError>,
     secrets: aws_sdk_secretsmanager::Client,
     migrations: Vec<migrate::Migration>,
+    /// What the migrations produce (`sql/schema.txt`, parsed once): what drift compares with.
+    expected: Option<schema::Schema>,
     answers: custom_resource::Client,
 }
 
@@ -68,12 +73,22 @@ impl State {
             let tls = MakeTlsConnector::new(config.sslmode, ca.as_deref())?;
             Ok(Ready { config, tls })
         });
+        // sql/schema.txt describes the embedded migrations; other ones bring their own (`with_expected`).
+        let expected =
+            drift::embedded().filter(|_| same_migrations(&migrations, &migrate::embedded()));
         State {
             ready,
             secrets,
             migrations,
+            expected,
             answers: custom_resource::Client::default(),
         }
+    }
+
+    /// The same state comparing with `expected` instead of the embedded `sql/schema.txt` (tests
+    /// that bring their own migrations bring the schema they produce).
+    pub fn with_expected(self, expected: Option<schema::Schema>) -> State {
+        State { expected, ..self }
     }
 
     /// The configured database's name (the default when unset or the configuration is bad).
@@ -84,6 +99,16 @@ impl State {
             .and_then(|ready| ready.config.dbname.clone())
             .unwrap_or_else(|| config::DEFAULT_DBNAME.to_string())
     }
+}
+
+/// The same versions with the same checksums.
+fn same_migrations(a: &[migrate::Migration], b: &[migrate::Migration]) -> bool {
+    let key = |m: &migrate::Migration| (m.version, m.checksum.clone());
+    let (mut a, mut b): (Vec<_>, Vec<_>) =
+        (a.iter().map(key).collect(), b.iter().map(key).collect());
+    a.sort();
+    b.sort();
+    a == b
 }
 
 /// What an invocation returns: the run's report, or the note that a deletion ran nothing.
@@ -237,6 +262,8 @@ async fn invocation(
         cancel: Some(canceller.clone()),
         applied_by: format!("init-fn {} request {request_id}", env!("CARGO_PKG_VERSION")),
         exact_counts: request.exact_counts,
+        expected: state.expected.clone(),
+        drift: config.drift,
     };
     let report = migrate::run(&mut client, &notices, &state.migrations, action, &options).await?;
     tracing::info!(ms = report.duration_ms, "done");

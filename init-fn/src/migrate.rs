@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client, error::SqlState};
 
 use crate::{
-    catalog::Catalog,
+    catalog::{Catalog, CatalogError},
+    config::DriftPolicy,
     db::Notices,
+    drift::{self, Drift},
     error::{InitError, query_error},
     ledger,
     objects::{self, ObjectId},
@@ -55,11 +57,19 @@ pub async fn run(
         )
         .await;
     }
-    let (migrations, objects, mut notes, last_reading) = result?;
+    let (migrations, objects, mut notes, last_reading, drift_before) = result?;
 
     let catalog = match last_reading {
         Some(catalog) => catalog,
-        None => Catalog::read(client, ledger::LEDGER_TABLE).await?,
+        None => read_catalog(client).await?,
+    };
+    let pending = migrations
+        .iter()
+        .any(|m| m.state == MigrationState::Pending);
+    // The file describes the schema after every migration: with some pending it cannot be compared.
+    let drift = match &options.expected {
+        Some(expected) if !pending => Some(drift::compare(expected, &catalog.schema())),
+        _ => None,
     };
     let (tables, indexes) = inventory(client, &catalog, options.exact_counts).await?;
     let plan = if action == Action::Plan {
@@ -68,9 +78,29 @@ pub async fn run(
         Vec::new()
     };
     if action == Action::Verify {
-        verify(&migrations, &indexes)?;
+        verify(&migrations, &indexes, drift.as_deref())?;
     } else {
         notes.clear();
+    }
+    notes.extend(drift_notes(
+        action,
+        options,
+        pending,
+        drift_before,
+        drift.as_deref(),
+    ));
+    if let Some(found) = drift.as_deref().filter(|d| !d.is_empty()) {
+        if action == Action::Apply && options.drift == DriftPolicy::Fail {
+            return Err(InitError::Verify(format!(
+                "DB_DRIFT=fail: after applying, {}",
+                drift::summary(found)
+            )));
+        }
+        tracing::warn!(
+            differences = found.len(),
+            "drift: {}",
+            drift::summary(found)
+        );
     }
     Ok(Report {
         status: "ok",
@@ -81,19 +111,31 @@ pub async fn run(
         objects,
         tables,
         indexes,
+        drift,
         notes,
         server_version,
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }
 
-/// Migrations, objects, notes, and the catalog as the last migration left it.
+/// Migrations, objects, notes, the catalog as the last migration left it, and the number of
+/// differences from the expected schema found before applying (apply at the latest version only).
 type Outcomes = (
     Vec<MigrationReport>,
     Vec<ObjectReport>,
     Vec<String>,
     Option<Catalog>,
+    Option<usize>,
 );
+
+/// A catalog reading, its failure named like every other query's.
+async fn read_catalog(client: &Client) -> Result<Catalog, InitError> {
+    Catalog::read(client, ledger::LEDGER_TABLE)
+        .await
+        .map_err(|CatalogError { query, source }| {
+            query_error(&format!("reading the catalog ({query})"), source)
+        })
+}
 
 async fn run_locked(
     client: &mut Client,
@@ -119,6 +161,28 @@ async fn run_locked(
     let mut reports = Vec::new();
     let mut objects = Vec::new();
     let mut before: Option<Catalog> = None;
+    let mut drift_before = None;
+    let up_to_date = migrations.iter().all(|m| applied.contains_key(&m.version));
+    if let (Action::Apply, true, Some(expected)) = (action, up_to_date, &options.expected) {
+        let live = read_catalog(client).await?;
+        let found = drift::compare(expected, &live.schema());
+        if !found.is_empty() {
+            tracing::warn!(
+                differences = found.len(),
+                "drift: {} before applying ({})",
+                plural(found.len()),
+                drift::summary(&found)
+            );
+            if options.drift == DriftPolicy::Fail {
+                return Err(InitError::Verify(format!(
+                    "DB_DRIFT=fail: {}; nothing was changed",
+                    drift::summary(&found)
+                )));
+            }
+        }
+        drift_before = Some(found.len());
+        before = Some(live);
+    }
     for m in migrations {
         let report = |state, duration_ms| MigrationReport {
             version: m.version,
@@ -138,12 +202,12 @@ async fn run_locked(
         }
         let was = match before.take() {
             Some(c) => c,
-            None => Catalog::read(client, ledger::LEDGER_TABLE).await?,
+            None => read_catalog(client).await?,
         };
         // Only this migration's notices count: drop those of the bookkeeping before it.
         notices.take();
         let elapsed = crate::apply::migration(client, m, options).await?;
-        let is = Catalog::read(client, ledger::LEDGER_TABLE).await?;
+        let is = read_catalog(client).await?;
         let did = effects(m.version, &was, &is, &notices.take());
         // Adopted: the original (or a hand) had already built what this migration creates.
         let adopted = fresh_ledger
@@ -168,7 +232,7 @@ async fn run_locked(
 
     let mut notes = ledger::unknown_versions(migrations, &applied);
     notes.extend(duplicate_indexes(client).await?);
-    Ok((reports, objects, notes, before))
+    Ok((reports, objects, notes, before, drift_before))
 }
 
 /// What migration `version` did: the objects the server said it found in place (in notice order),
@@ -323,9 +387,13 @@ async fn duplicate_indexes(client: &Client) -> Result<Vec<String>, InitError> {
         .collect())
 }
 
-/// Pending migrations and INVALID indexes fail `verify`; comparing the whole schema with what the
-/// migrations produce is drift's job (issue 15).
-fn verify(migrations: &[MigrationReport], indexes: &[IndexReport]) -> Result<(), InitError> {
+/// Pending migrations fail `verify`, and so does drift; without a comparison (migrations pending, or
+/// no `sql/schema.txt` built in) an INVALID index still does.
+fn verify(
+    migrations: &[MigrationReport],
+    indexes: &[IndexReport],
+    drift: Option<&[Drift]>,
+) -> Result<(), InitError> {
     let mut problems = Vec::new();
     let pending: Vec<String> = migrations
         .iter()
@@ -335,11 +403,17 @@ fn verify(migrations: &[MigrationReport], indexes: &[IndexReport]) -> Result<(),
     if !pending.is_empty() {
         problems.push(format!("pending migrations {}", pending.join(", ")));
     }
-    for i in indexes.iter().filter(|i| !i.present) {
-        problems.push(format!(
-            "index {} on {} is INVALID (a failed or cancelled CREATE INDEX CONCURRENTLY): DROP INDEX CONCURRENTLY it and re-run, or REINDEX INDEX CONCURRENTLY",
-            i.name, i.table
-        ));
+    match drift {
+        Some([]) => {}
+        Some(found) => problems.push(drift::summary(found)),
+        None => {
+            for i in indexes.iter().filter(|i| !i.present) {
+                problems.push(format!(
+                    "index {} on {} is INVALID (a failed or cancelled CREATE INDEX CONCURRENTLY): DROP INDEX CONCURRENTLY it and re-run, or REINDEX INDEX CONCURRENTLY",
+                    i.name, i.table
+                ));
+            }
+        }
     }
     if problems.is_empty() {
         Ok(())
@@ -349,4 +423,39 @@ fn verify(migrations: &[MigrationReport], indexes: &[IndexReport]) -> Result<(),
             problems.join("; ")
         )))
     }
+}
+
+/// What the report says about drift beside `drift[]`: the count found before applying, the count
+/// now (plan and status), or why nothing was compared.
+fn drift_notes(
+    action: Action,
+    options: &Options,
+    pending: bool,
+    before: Option<usize>,
+    drift: Option<&[Drift]>,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(n) = before.filter(|n| *n > 0) {
+        notes.push(format!("drift: {} before applying", plural(n)));
+    }
+    match drift {
+        Some(found) if !found.is_empty() && action != Action::Verify => {
+            notes.push(format!("drift: {}", drift::summary(found)));
+        }
+        None if options.expected.is_none() => notes.push(
+            "drift: not compared: no expected schema for these migrations (sql/schema.txt describes the embedded ones)"
+                .to_string(),
+        ),
+        None if pending => notes.push(format!(
+            "drift: not compared while migrations are pending ({} describes the schema after all of them)",
+            drift::SCHEMA_FILE
+        )),
+        _ => {}
+    }
+    notes
+}
+
+/// `1 difference`, `3 differences`.
+fn plural(n: usize) -> String {
+    format!("{n} difference{}", if n == 1 { "" } else { "s" })
 }

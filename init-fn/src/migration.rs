@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::{db::Canceller, deadline::Deadline, error::InitError};
+use crate::{
+    config::DriftPolicy, db::Canceller, deadline::Deadline, error::InitError, schema::Schema,
+};
 
 /// First line that makes a migration run outside a transaction (for `CREATE INDEX CONCURRENTLY`).
 pub const NO_TRANSACTION_MARKER: &str = "-- init-fn: no-transaction";
@@ -58,6 +60,10 @@ pub struct Options {
     pub applied_by: String,
     /// `verify` with `"exact_counts": true`: `count(*)` every table whatever its size.
     pub exact_counts: bool,
+    /// The schema the migrations produce (`sql/schema.txt`); `None`: drift is not compared.
+    pub expected: Option<Schema>,
+    /// `DB_DRIFT`: whether `apply` stops on drift it finds before running.
+    pub drift: DriftPolicy,
 }
 
 /// Splits SQL into single statements without comments, exactly where psql would (`sql::split`);

@@ -228,6 +228,7 @@ mod tests {
                 default: None,
                 identity: String::new(),
                 generated: String::new(),
+                collation: None,
             }],
             indexes: vec![Index {
                 oid: 12,

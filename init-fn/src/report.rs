@@ -23,6 +23,9 @@ pub struct Report {
     pub objects: Vec<ObjectReport>,
     pub tables: Vec<TableReport>,
     pub indexes: Vec<IndexReport>,
+    /// The live schema compared with `sql/schema.txt`, object by object; null when not compared
+    /// (migrations pending, or no file built in).
+    pub drift: Option<Vec<crate::drift::Drift>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     pub server_version: String,

@@ -11,6 +11,7 @@ pub mod lint;
 pub mod local;
 pub mod migrate;
 pub mod plan_view;
+pub mod schema;
 pub mod serve;
 pub mod test;
 pub mod test_local;

@@ -23,7 +23,7 @@ pub use self::{
 mod plan;
 #[allow(dead_code)]
 #[path = "../../init-fn/src/sql.rs"]
-mod sql;
+pub(crate) mod sql;
 
 /// The first line that makes a migration run outside a transaction (as in `init_fn::migrate`).
 const NO_TRANSACTION: &str = "-- init-fn: no-transaction";

@@ -33,6 +33,7 @@ enum Command {
     Doctor(xtask::doctor::Doctor),
     Lint(xtask::lint::Lint),
     Migrate(xtask::migrate::Migrate),
+    Schema(xtask::schema::Schema),
 }
 
 fn main() -> ExitCode {
@@ -58,5 +59,6 @@ fn run() -> anyhow::Result<()> {
         Command::Doctor(cmd) => cmd.run(&sh),
         Command::Lint(cmd) => cmd.run(&sh),
         Command::Migrate(cmd) => cmd.run(&sh),
+        Command::Schema(cmd) => cmd.run(&sh),
     }
 }

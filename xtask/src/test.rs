@@ -33,6 +33,8 @@ impl Test {
         let lint = crate::lint::lint_migrations()?;
         print!("{}", lint.render(false));
         anyhow::ensure!(lint.errors() == 0, "lint: unaccepted findings in sql/");
+        step("cargo xtask schema --check (sql/schema.txt is what sql/ produces)");
+        cmd!(sh, "{cargo} xtask schema --check").run()?;
         step("cargo clippy -D warnings");
         cmd!(
             sh,
