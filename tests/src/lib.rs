@@ -4,6 +4,7 @@ pub mod cloudformation;
 pub mod fault_proxy;
 pub mod harness;
 pub mod iam;
+pub mod log_groups;
 pub mod moto;
 pub mod network;
 pub mod pglast;

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tests::log_groups::retention;
 use tests::moto::Moto;
 use xtask_aws::aws::{Clients, logs};
 use xtask_aws::log_view::{Filter, Level, View, grouped};
@@ -349,20 +350,6 @@ fn recorded(moto: &Moto) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
         calls.push((operation, serde_json::from_str(&body).unwrap_or_default()));
     }
     Ok(calls)
-}
-
-async fn retention(c: &Clients, group: &str) -> anyhow::Result<Option<Option<i32>>> {
-    let found = c
-        .logs
-        .describe_log_groups()
-        .log_group_name_prefix(group)
-        .send()
-        .await?;
-    Ok(found
-        .log_groups()
-        .iter()
-        .find(|g| g.log_group_name() == Some(group))
-        .map(|g| g.retention_in_days()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

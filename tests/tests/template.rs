@@ -9,6 +9,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use tests::cloudformation::{create_stack, put_object, stack_resources};
 use tests::iam::read_role;
+use tests::log_groups::retention;
 use tests::moto::Moto;
 use tests::network::{main_route_table, nat_gateway, route_to_nat, s3_gateway_endpoint};
 use tests::seed::{REGION, Seeded, add_secrets_manager_endpoint, seed, settings};
@@ -252,6 +253,7 @@ async fn the_stack_creates_what_deploy_creates() -> anyhow::Result<()> {
         kinds,
         [
             ("Function", "AWS::Lambda::Function"),
+            ("LogGroup", "AWS::Logs::LogGroup"),
             ("Role", "AWS::IAM::Role"),
             ("SchemaMigration", "Custom::SchemaMigration")
         ]
@@ -292,6 +294,14 @@ async fn the_stack_creates_what_deploy_creates() -> anyhow::Result<()> {
         "role: {}\nfunction: {}",
         role_b_json(&role_b),
         function_json(&fn_b)
+    );
+
+    // The log group, with the same retention from the stack as from deploy.
+    let group = xtask_aws::logs::group_name(&s.function_name);
+    assert_eq!(retention(&a, &group).await?, retention(&b, &group).await?);
+    assert_eq!(
+        retention(&b, &group).await?,
+        Some(Some(s.log_retention_days))
     );
 
     // moto's CloudFormation (5.2) drops a role's ManagedPolicyArns and a function's Architectures,
