@@ -70,6 +70,8 @@ pub struct View {
     /// Print each event's message unchanged (`--json`).
     raw: bool,
     open: HashMap<String, Open>,
+    /// Per stream, the request last marked FAILED without a START … REPORT around it.
+    marked: HashMap<String, String>,
 }
 
 struct Open {
@@ -83,6 +85,7 @@ impl View {
             filter,
             raw,
             open: HashMap::new(),
+            marked: HashMap::new(),
         }
     }
 
@@ -105,11 +108,15 @@ impl View {
                 },
             );
         }
-        if let Some(failure) = failure_of(&line)
-            && let Some(open) = self.open.get_mut(&event.stream)
-            && open.failure.is_none()
-        {
-            open.failure = Some(failure);
+        // Without an open START (Lambda's system log level above INFO writes none) a failure is
+        // marked where it is seen, once per request.
+        let mut loose = None;
+        if let Some(failure) = failure_of(&line) {
+            match self.open.get_mut(&event.stream) {
+                Some(open) if open.failure.is_none() => open.failure = Some(failure),
+                Some(_) => {}
+                None => loose = Some(failure),
+            }
         }
         let closing = matches!(line, Line::Report { .. });
         let shown = self.wanted(&line, id.as_deref());
@@ -120,6 +127,12 @@ impl View {
             } else {
                 render(&line, event.timestamp, id.as_deref())
             });
+        }
+        if let (Some(failure), Some(id), true, false) = (loose, id.as_deref(), shown, self.raw)
+            && self.marked.get(&event.stream).map(String::as_str) != Some(id)
+        {
+            self.marked.insert(event.stream.clone(), id.to_string());
+            out.push(format!("FAILED {}: {failure}", short(id)));
         }
         if closing
             && let Some(open) = self.open.remove(&event.stream)
@@ -334,6 +347,27 @@ mod tests {
             stream: stream.into(),
             message: message.into(),
         }
+    }
+
+    #[test]
+    fn without_start_and_report_a_failure_is_marked_once_where_it_is_seen() {
+        // Lambda's system log level WARN (deploy's default): no platform lines, only init-fn's.
+        let id = "8f5e2a51-0c47-4d1e-9a0b-2f4f1b3c6d7e";
+        let error = format!(
+            r#"{{"timestamp":"2026-12-01T10:00:00.123Z","level":"ERROR","message":"unknown field `tf`","requestId":"{id}","errorType":"InvalidEvent"}}"#
+        );
+        let emf = format!(
+            r#"{{"_aws":{{"Timestamp":1,"CloudWatchMetrics":[]}},"requestId":"{id}","Action":"apply","Failed":1,"ErrorType":"InvalidEvent"}}"#
+        );
+        let events = [ev("s", 1, &error), ev("s", 2, &emf)];
+        let mut view = View::new(Filter::default(), false);
+        let lines: Vec<String> = events.iter().flat_map(|e| view.event(e)).collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(
+            lines[1],
+            "FAILED 8f5e2a51: InvalidEvent: unknown field `tf`"
+        );
+        assert!(!lines[2].starts_with("FAILED"), "{lines:?}");
     }
 
     #[test]
