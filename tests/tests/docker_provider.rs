@@ -41,7 +41,14 @@ fn provider_containers(filter: &str) -> anyhow::Result<Vec<String>> {
 /// The provider's container publishing host port `port` (`127.0.0.1:PORT->5432/tcp`), if any.
 fn container_on_port(port: u16) -> anyhow::Result<Option<String>> {
     let label = format!("label={LABEL_KEY}={LABEL_VALUE}");
-    let out = docker(&["ps", "-a", "--filter", &label, "--format", "{{.ID}} {{.Ports}}"])?;
+    let out = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &label,
+        "--format",
+        "{{.ID}} {{.Ports}}",
+    ])?;
     let needle = format!("127.0.0.1:{port}->5432/tcp");
     Ok(out
         .lines()
@@ -76,7 +83,10 @@ async fn a_missing_image_is_an_error_not_a_pull() -> anyhow::Result<()> {
     let image = "postgres:0-init-fn-absent";
     let err = start_docker_with(image, &[]).await.unwrap_err().to_string();
     assert!(!err.contains('\n'), "one line: {err}");
-    assert!(err.contains("image postgres:0-init-fn-absent is not present"), "{err}");
+    assert!(
+        err.contains("image postgres:0-init-fn-absent is not present"),
+        "{err}"
+    );
     assert!(
         err.contains("../shared/ci/offline-postgres-image.sh postgres:0-init-fn-absent"),
         "{err}"
@@ -96,12 +106,17 @@ async fn the_container_is_loopback_only_with_private_tls_files_and_no_secret_in_
     }
     let started = Instant::now();
     let server = PgServer::start(&docker_choice()).await?;
-    eprintln!("container started in {:.1}s", started.elapsed().as_secs_f64());
-    let id = server.container_id().context("a docker server has an id")?.to_string();
+    eprintln!(
+        "container started in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let id = server
+        .container_id()
+        .context("a docker server has an id")?
+        .to_string();
 
     // Published on 127.0.0.1 only, as bollard's inspect sees it.
-    let docker_api =
-        xtask_docker_client().await.context("bollard client")?;
+    let docker_api = xtask_docker_client().await.context("bollard client")?;
     let inspect = docker_api.inspect_container(&id, None).await?;
     let ports = inspect
         .network_settings
@@ -115,10 +130,16 @@ async fn the_container_is_loopback_only_with_private_tls_files_and_no_secret_in_
     assert!(!bindings.is_empty());
     for b in &bindings {
         assert_eq!(b.host_ip.as_deref(), Some("127.0.0.1"), "{bindings:?}");
-        assert_eq!(b.host_port.as_deref(), Some(server.port().to_string().as_str()));
+        assert_eq!(
+            b.host_port.as_deref(),
+            Some(server.port().to_string().as_str())
+        );
     }
     for (port, b) in &ports {
-        assert!(port == "5432/tcp" || b.is_none(), "{port} published too: {b:?}");
+        assert!(
+            port == "5432/tcp" || b.is_none(),
+            "{port} published too: {b:?}"
+        );
     }
     let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
     assert_eq!(labels.get(LABEL_KEY).map(String::as_str), Some(LABEL_VALUE));
@@ -142,7 +163,14 @@ async fn the_container_is_loopback_only_with_private_tls_files_and_no_secret_in_
     assert_eq!(ssl, "on");
 
     // Neither the password nor the key is in any process's arguments, in the container or here.
-    let key_body = docker(&["exec", &id, "sed", "-n", "2p", "/etc/init-fn-tls/server.key"])?;
+    let key_body = docker(&[
+        "exec",
+        &id,
+        "sed",
+        "-n",
+        "2p",
+        "/etc/init-fn-tls/server.key",
+    ])?;
     let key_body = key_body.trim();
     assert!(key_body.len() > 20, "{key_body}");
     let container_argv = docker(&[
@@ -155,7 +183,10 @@ async fn the_container_is_loopback_only_with_private_tls_files_and_no_secret_in_
     assert!(container_argv.contains("postgres"), "{container_argv}");
     let host_argv = host_cmdlines();
     for argv in [&container_argv, &host_argv] {
-        assert!(!argv.contains(server.password()), "password in a process argv");
+        assert!(
+            !argv.contains(server.password()),
+            "password in a process argv"
+        );
         assert!(!argv.contains(key_body), "private key in a process argv");
     }
 
@@ -206,7 +237,8 @@ fn wait_gone(filter: &str, within: Duration) -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_start_shows_the_servers_last_log_lines_and_leaves_nothing() -> anyhow::Result<()> {
+async fn a_failed_start_shows_the_servers_last_log_lines_and_leaves_nothing() -> anyhow::Result<()>
+{
     if !engine().await? {
         return Ok(());
     }
@@ -256,12 +288,21 @@ async fn a_panicking_test_removes_its_container() -> anyhow::Result<()> {
         return Ok(());
     }
     let out = Command::new(std::env::current_exe()?)
-        .args(["--ignored", "--exact", PANIC_CHILD, "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            PANIC_CHILD,
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .stdin(Stdio::null())
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the child test passed?\n{stdout}\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "the child test passed?\n{stdout}\n{stderr}"
+    );
     assert!(stderr.contains("deliberate panic"), "{stderr}");
     let id = stdout
         .lines()
@@ -284,10 +325,17 @@ fn ctrl_c_of_test_local_removes_its_container() -> anyhow::Result<()> {
     // As `cargo xtask` from a shell: without the variables cargo sets for this test binary.
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy().to_string();
-        let per_package = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_"]
-            .iter()
-            .any(|p| name.starts_with(p));
-        if per_package || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&name.as_str()) {
+        let per_package = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p));
+        if per_package
+            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&name.as_str())
+        {
             cmd.env_remove(&name);
         }
     }
@@ -323,6 +371,9 @@ fn ctrl_c_of_test_local_removes_its_container() -> anyhow::Result<()> {
         .status()?;
     assert!(kill.success());
     let status = child.wait()?;
-    assert!(!status.success(), "test-local ignored Ctrl-C (or finished first)");
+    assert!(
+        !status.success(),
+        "test-local ignored Ctrl-C (or finished first)"
+    );
     wait_gone(&format!("id={id}"), Duration::from_secs(30))
 }

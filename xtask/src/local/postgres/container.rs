@@ -1,10 +1,12 @@
 //! The Docker provider proper (feature `docker`): a PostgreSQL container of a pinned, already present
 //! image through `testcontainers-modules`' `Postgres` image and the async runner, TLS on with the run's
 //! certificates. The password reaches the container through the Docker API's environment (no process
-//! argv anywhere holds it); the certificate and key are copied in, then a short `/bin/sh` wrapper gives
-//! them to `postgres` with mode 0600 (the server insists) before the image's entrypoint takes over.
+//! argv anywhere holds it); the certificate and key are copied in, then a short `/bin/sh` entrypoint gives
+//! them to `postgres` with mode 0600 (the server insists) before the image's own entrypoint takes over
+//! (both the official image's and the offline one's from `../shared/ci/offline-postgres-image.sh`).
 //! Dropping the container removes it; testcontainers' watchdog removes it on SIGINT/SIGTERM/SIGQUIT.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -14,9 +16,11 @@ use anyhow::{Context, bail};
 use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::testcontainers::bollard::models::{HostConfig, PortBinding};
 use testcontainers_modules::testcontainers::core::client::docker_client_instance;
-use testcontainers_modules::testcontainers::core::ExecCommand;
+use testcontainers_modules::testcontainers::core::{ExecCommand, WaitFor};
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
-use testcontainers_modules::testcontainers::{ContainerAsync, CopyTargetOptions, ImageExt};
+use testcontainers_modules::testcontainers::{
+    ContainerAsync, CopyTargetOptions, CopyToContainer, Image, ImageExt,
+};
 
 use super::SUPERUSER;
 use super::docker::{DOCKER_PROBE_TIMEOUT, LABEL_KEY, LABEL_VALUE, split_image};
@@ -29,9 +33,9 @@ const STARTUP_HEARTBEAT: Duration = Duration::from_secs(10);
 /// Where the copied certificate and key land (the wrapper hands them to `postgres`).
 const TLS_DIR: &str = "/etc/init-fn-tls";
 
-/// The container's command: the image's entrypoint runs it as root (it only initialises a cluster
-/// when its first argument is `postgres`), so the copied files can change owner before the server
-/// starts. Only file paths here: nothing secret is in any process's arguments.
+/// The container's `/bin/sh -c` script, run as root, so the copied files can change owner before the
+/// image's entrypoint starts the server (`"$@"`: extra server arguments). Only file paths here: nothing
+/// secret is in any process's arguments.
 const TLS_WRAPPER: &str = r#"set -e
 chown -R postgres /etc/init-fn-tls
 chmod 700 /etc/init-fn-tls
@@ -39,6 +43,39 @@ chmod 600 /etc/init-fn-tls/server.key
 exec docker-entrypoint.sh postgres -c fsync=off -c ssl=on \
   -c ssl_cert_file=/etc/init-fn-tls/server.crt -c ssl_key_file=/etc/init-fn-tls/server.key "$@"
 "#;
+
+/// testcontainers-modules' `Postgres` (its environment: user, database, password; its copies) with
+/// `/bin/sh` as the entrypoint, which `ImageExt` cannot override.
+#[derive(Debug, Clone)]
+struct TlsPostgres(Postgres);
+
+impl Image for TlsPostgres {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn tag(&self) -> &str {
+        self.0.tag()
+    }
+
+    fn ready_conditions(&self) -> Vec<WaitFor> {
+        Vec::new() // ours: `pg_isready` over TCP, see `wait_ready`
+    }
+
+    fn env_vars(
+        &self,
+    ) -> impl IntoIterator<Item = (impl Into<Cow<'_, str>>, impl Into<Cow<'_, str>>)> {
+        self.0.env_vars()
+    }
+
+    fn copy_to_sources(&self) -> impl IntoIterator<Item = &CopyToContainer> {
+        self.0.copy_to_sources()
+    }
+
+    fn entrypoint(&self) -> Option<&str> {
+        Some("/bin/sh")
+    }
+}
 
 /// Bollard's ping within [`DOCKER_PROBE_TIMEOUT`].
 pub async fn engine_answers() -> bool {
@@ -54,7 +91,7 @@ pub async fn engine_answers() -> bool {
 
 /// A running container; dropping it removes the container (inside a tokio runtime).
 pub struct Container {
-    inner: ContainerAsync<Postgres>,
+    inner: ContainerAsync<TlsPostgres>,
     /// Holds `ca.pem` for the bootstrap (`DB_CA_BUNDLE`).
     _dir: tempfile::TempDir,
     pub port: u16,
@@ -99,7 +136,9 @@ async fn start_quietly(
 ) -> anyhow::Result<Container> {
     let (name, tag) = split_image(image)?;
     let docker = docker_client_instance().await.map_err(|e| {
-        anyhow::anyhow!("postgres: no Docker engine to talk to ({e}); start Docker or pass --postgres local")
+        anyhow::anyhow!(
+            "postgres: no Docker engine to talk to ({e}); start Docker or pass --postgres local"
+        )
     })?;
     // Never pulled: testcontainers pulls on a missing image, so look first.
     if let Err(e) = docker.inspect_image(image).await {
@@ -111,16 +150,16 @@ async fn start_quietly(
     }
     let certs = RunCertificates::generate()?;
     let mut cmd = vec![
-        "/bin/sh".to_string(),
         "-c".to_string(),
         TLS_WRAPPER.to_string(),
         "init-fn-postgres".to_string(), // $0 of the wrapper
     ];
     cmd.extend(extra_args.iter().cloned());
-    let request = Postgres::default()
+    let postgres = Postgres::default()
         .with_user(SUPERUSER)
         .with_db_name("postgres")
-        .with_password(&password)
+        .with_password(&password);
+    let request = TlsPostgres(postgres)
         .with_name(name)
         .with_tag(tag)
         .with_cmd(cmd)
@@ -137,10 +176,12 @@ async fn start_quietly(
         .with_ready_conditions(Vec::new())
         .with_startup_timeout(STARTUP_TIMEOUT)
         .with_host_config_modifier(publish_on_loopback);
-    let inner = request
-        .start()
-        .await
-        .map_err(|e| anyhow::anyhow!("postgres: start container {image}: {}", one_line(&e.to_string())))?;
+    let inner = request.start().await.map_err(|e| {
+        anyhow::anyhow!(
+            "postgres: start container {image}: {}",
+            one_line(&e.to_string())
+        )
+    })?;
     // From here on, dropping `container` removes it, whatever fails next.
     let dir = tempfile::Builder::new().prefix("init-fn-ca-").tempdir()?;
     let ca_path = dir.path().join("ca.pem");
@@ -247,7 +288,11 @@ impl Container {
     /// `pg_dump <args> -d <db>` inside the container as the superuser, over the local socket (trusted
     /// there: no password).
     pub async fn pg_dump(&self, args: &[String], db: &str) -> anyhow::Result<String> {
-        let mut cmd = vec!["pg_dump".to_string(), "-U".to_string(), SUPERUSER.to_string()];
+        let mut cmd = vec![
+            "pg_dump".to_string(),
+            "-U".to_string(),
+            SUPERUSER.to_string(),
+        ];
         cmd.extend(args.iter().cloned());
         cmd.extend(["-d".to_string(), db.to_string()]);
         let (code, stdout, stderr) = self

@@ -69,6 +69,9 @@ pub fn choice_needs_docker(choice: &PgChoice) -> anyhow::Result<bool> {
 /// nothing. Without it, when `choice` needs Docker, it builds `xtask-docker` (the same CLI with the
 /// feature), runs it with this process's arguments and exits with its code; otherwise it returns.
 pub fn hand_over_if_docker(choice: &PgChoice) -> anyhow::Result<()> {
+    if let PgChoice::Docker { image } = choice {
+        split_image(image)?;
+    }
     if cfg!(feature = "docker") || !choice_needs_docker(choice)? {
         return Ok(());
     }
@@ -132,6 +135,11 @@ mod tests {
     fn local_and_url_never_need_docker() {
         assert!(!choice_needs_docker(&PgChoice::Local).unwrap());
         assert!(!choice_needs_docker(&PgChoice::Url("postgres://u@localhost/x".into())).unwrap());
-        assert!(choice_needs_docker(&PgChoice::Docker { image: DEFAULT_IMAGE.into() }).unwrap());
+        assert!(
+            choice_needs_docker(&PgChoice::Docker {
+                image: DEFAULT_IMAGE.into()
+            })
+            .unwrap()
+        );
     }
 }
