@@ -306,7 +306,8 @@ async fn a_panicking_test_removes_its_container() -> anyhow::Result<()> {
     assert!(stderr.contains("deliberate panic"), "{stderr}");
     let id = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("CONTAINER "))
+        .find_map(|l| l.split("CONTAINER ").nth(1)) // after libtest's `test … ` on the same line
+        .map(str::trim)
         .with_context(|| format!("the child printed no container id:\n{stdout}\n{stderr}"))?;
     wait_gone(&format!("id={id}"), Duration::from_secs(30))
 }

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -89,9 +90,39 @@ pub async fn engine_answers() -> bool {
     )
 }
 
+/// Set on SIGINT/SIGTERM/SIGQUIT once a container runs: from then on testcontainers' watchdog stops and
+/// removes it, then ends the process as the signal would. Removing it here as well races the
+/// watchdog (its removal then fails and its thread panics), so a drop after a signal waits for it.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static WATCHING: AtomicBool = AtomicBool::new(false);
+/// How long a drop after a signal leaves the watchdog (Docker's stop allows the server 10 s).
+const WATCHDOG_GRACE: Duration = Duration::from_secs(30);
+
+/// Notes the signals the watchdog acts on (once per process).
+fn note_signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    if WATCHING.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    for kind in [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::quit(),
+    ] {
+        if let Ok(mut stream) = signal(kind) {
+            tokio::spawn(async move {
+                if stream.recv().await.is_some() {
+                    INTERRUPTED.store(true, Ordering::SeqCst);
+                }
+            });
+        }
+    }
+}
+
 /// A running container; dropping it removes the container (inside a tokio runtime).
 pub struct Container {
-    inner: ContainerAsync<TlsPostgres>,
+    /// `None` once removed.
+    inner: Option<ContainerAsync<TlsPostgres>>,
     /// Holds `ca.pem` for the bootstrap (`DB_CA_BUNDLE`).
     _dir: tempfile::TempDir,
     pub port: u16,
@@ -176,6 +207,7 @@ async fn start_quietly(
         .with_ready_conditions(Vec::new())
         .with_startup_timeout(STARTUP_TIMEOUT)
         .with_host_config_modifier(publish_on_loopback);
+    note_signals();
     let inner = request.start().await.map_err(|e| {
         anyhow::anyhow!(
             "postgres: start container {image}: {}",
@@ -186,7 +218,7 @@ async fn start_quietly(
     let dir = tempfile::Builder::new().prefix("init-fn-ca-").tempdir()?;
     let ca_path = dir.path().join("ca.pem");
     let mut container = Container {
-        inner,
+        inner: Some(inner),
         _dir: dir,
         port: 0,
         password,
@@ -194,7 +226,7 @@ async fn start_quietly(
     };
     std::fs::write(&container.ca_path, &certs.ca_pem)?;
     container.port = container
-        .inner
+        .inner()
         .get_host_port_ipv4(5432)
         .await
         .map_err(|e| anyhow::anyhow!("postgres: mapped port of 5432: {e}"))?;
@@ -219,14 +251,20 @@ fn one_line(text: &str) -> String {
 }
 
 impl Container {
+    fn inner(&self) -> &ContainerAsync<TlsPostgres> {
+        self.inner
+            .as_ref()
+            .expect("the container is removed only by `remove` or drop")
+    }
+
     /// The container's id (for `docker inspect` in tests).
     pub fn id(&self) -> &str {
-        self.inner.id()
+        self.inner().id()
     }
 
     /// `cmd` inside the container: exit code, stdout, stderr.
     async fn exec(&self, cmd: Vec<String>) -> anyhow::Result<(i64, Vec<u8>, Vec<u8>)> {
-        let mut run = self.inner.exec(ExecCommand::new(cmd)).await?;
+        let mut run = self.inner().exec(ExecCommand::new(cmd)).await?;
         let stdout = run.stdout_to_vec().await?;
         let stderr = run.stderr_to_vec().await?;
         // The streams end when the process does; the exit code can lag a moment behind.
@@ -251,7 +289,7 @@ impl Container {
             if matches!(self.exec(probe.clone()).await, Ok((0, _, _))) {
                 return Ok(());
             }
-            if !self.inner.is_running().await.unwrap_or(false) {
+            if !self.inner().is_running().await.unwrap_or(false) {
                 let logs = self.logs_tail().await;
                 bail!("postgres: container {image} stopped while starting: {logs}");
             }
@@ -268,8 +306,8 @@ impl Container {
 
     /// The last lines the container printed, joined with ` | `, for an error message.
     async fn logs_tail(&self) -> String {
-        let stderr = self.inner.stderr_to_vec().await.unwrap_or_default();
-        let stdout = self.inner.stdout_to_vec().await.unwrap_or_default();
+        let stderr = self.inner().stderr_to_vec().await.unwrap_or_default();
+        let stdout = self.inner().stdout_to_vec().await.unwrap_or_default();
         let text = if stderr.iter().any(|b| !b.is_ascii_whitespace()) {
             stderr
         } else {
@@ -309,10 +347,24 @@ impl Container {
     }
 
     /// Removes the container now (dropping it does the same).
-    pub async fn remove(self) -> anyhow::Result<()> {
-        self.inner
+    pub async fn remove(mut self) -> anyhow::Result<()> {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Ok(()); // the watchdog's to remove (the drop waits for it)
+        }
+        let inner = self.inner.take().expect("not removed yet");
+        inner
             .rm()
             .await
             .map_err(|e| anyhow::anyhow!("postgres: remove container: {e}"))
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if self.inner.is_some() && INTERRUPTED.load(Ordering::SeqCst) {
+            // The watchdog removes the container and ends the process; should it not within the
+            // grace period, the inner drop after this removes the container itself.
+            std::thread::sleep(WATCHDOG_GRACE);
+        }
     }
 }
