@@ -91,7 +91,7 @@ pub struct PgServer {
 
 enum Backend {
     #[cfg(feature = "docker")]
-    Docker(container::Container),
+    Docker(Box<container::Container>),
     Local(cluster::Cluster),
     Url,
 }
@@ -296,7 +296,7 @@ pub async fn start_docker_with(image: &str, extra_args: &[String]) -> anyhow::Re
         password: container.password.clone(),
         ca_bundle: Some(container.ca_path.clone()),
         sslmode: "verify-full".to_string(),
-        backend: Backend::Docker(container),
+        backend: Backend::Docker(Box::new(container)),
     })
 }
 
