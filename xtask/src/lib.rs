@@ -1,5 +1,7 @@
 //! `cargo xtask`: build, run locally, test, deploy, invoke and clean the `init-fn` Lambda.
-//! Every command lives in its own module; `main.rs` only parses flags and dispatches.
+//! Every command lives in its own module; [`main`] parses flags and dispatches, for both binaries:
+//! `xtask` (`main.rs`) and `xtask-docker` (`bin/xtask_docker.rs`, the same CLI with the `docker`
+//! feature, which `xtask` builds and hands over to when a command needs Docker).
 
 pub mod aws_commands;
 pub mod bench;
@@ -17,6 +19,9 @@ pub mod test;
 pub mod test_local;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 /// The workspace root (the parent of `xtask/`).
 pub fn project_root() -> PathBuf {
@@ -72,4 +77,65 @@ pub fn relative(path: &std::path::Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+/// The whole `cargo xtask` command line: parse, dispatch, exit code (both binaries' `main`).
+pub fn main() -> ExitCode {
+    error::exit(run_cli())
+}
+
+/// Build, run locally, test, deploy, invoke and clean the `init-fn` Lambda.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Test(crate::test::Test),
+    TestLocal(crate::test_local::TestLocal),
+    Bench(crate::bench::Bench),
+    Build(crate::build::Build),
+    /// Deploy the function: discovery, preflight, least-privilege role, create or update (`--help` for flags)
+    Deploy(crate::aws_commands::Passthrough),
+    /// Invoke the deployed function and show its report and log tail (`--help` for flags)
+    Invoke(crate::aws_commands::Passthrough),
+    /// Remove the function and its role (`--help` for flags)
+    Clean(crate::aws_commands::Passthrough),
+    /// Write a CloudFormation or SAM template of exactly what deploy creates (`--help` for flags)
+    Template(crate::aws_commands::Passthrough),
+    /// Show the function's log lines by invocation, failures marked; --follow (`--help` for flags)
+    Logs(crate::aws_commands::Passthrough),
+    /// Deploy, invoke once, then clean up unless --keep, as the original script (`--help` for flags)
+    Run(crate::aws_commands::Passthrough),
+    Serve(crate::serve::Serve),
+    Doctor(crate::doctor::Doctor),
+    Lint(crate::lint::Lint),
+    Migrate(crate::migrate::Migrate),
+    Schema(crate::schema::Schema),
+}
+
+fn run_cli() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(project_root());
+    match cli.command {
+        Command::Test(cmd) => cmd.run(&sh),
+        Command::TestLocal(cmd) => cmd.run(&sh),
+        Command::Bench(cmd) => cmd.run(&sh),
+        Command::Build(cmd) => cmd.run(&sh),
+        Command::Deploy(cmd) => cmd.run(&sh, "deploy"),
+        Command::Invoke(cmd) => cmd.run(&sh, "invoke"),
+        Command::Clean(cmd) => cmd.run(&sh, "clean"),
+        Command::Template(cmd) => cmd.run(&sh, "template"),
+        Command::Logs(cmd) => cmd.run(&sh, "logs"),
+        Command::Run(cmd) => cmd.run(&sh, "run"),
+        Command::Serve(cmd) => cmd.run(&sh),
+        Command::Doctor(cmd) => cmd.run(&sh),
+        Command::Lint(cmd) => cmd.run(&sh),
+        Command::Migrate(cmd) => cmd.run(&sh),
+        Command::Schema(cmd) => cmd.run(&sh),
+    }
 }

@@ -48,6 +48,7 @@ pub struct Schema {
 impl Schema {
     pub fn run(self, _sh: &xshell::Shell) -> anyhow::Result<()> {
         let choice: PgChoice = self.postgres.parse()?;
+        crate::local::postgres::hand_over_if_docker(&choice)?;
         let root = crate::project_root();
         let generated = crate::runtime()?.block_on(async {
             let pg = PgServer::start(&choice).await?;

@@ -46,11 +46,12 @@ pub struct Serve {
 
 impl Serve {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let choice: PgChoice = self.postgres.parse()?;
+        crate::local::postgres::hand_over_if_docker(&choice)?;
         let (bootstrap, wrapper) = match self.arch {
             ServeArch::Host => (host_bootstrap(sh)?, None),
             ServeArch::Arm64 => (build::bootstrap(sh, Arch::Arm64)?, Some(qemu_wrapper())),
         };
-        let choice: PgChoice = self.postgres.parse()?;
         crate::runtime()?.block_on(async {
             let mut stack = LocalStack::start(&choice, bootstrap, wrapper).await?;
             stack.spec.logging = Some(self.log.controls());

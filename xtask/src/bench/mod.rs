@@ -67,6 +67,7 @@ impl Bench {
         if let Some(rev) = &self.first_run {
             return first_run::run(&self.postgres, rev);
         }
+        crate::local::postgres::hand_over_if_docker(&choice)?;
         if self.scale {
             anyhow::ensure!(self.rows > 0, "bench: --rows must be at least 1");
             return scale::run(&choice, self.runs, self.rows);

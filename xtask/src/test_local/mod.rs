@@ -80,6 +80,7 @@ impl TestLocal {
         let started = Instant::now();
         let choice: PgChoice = self.postgres.parse()?;
         let choice = choice.with_image(&self.image);
+        crate::local::postgres::hand_over_if_docker(&choice)?;
         if self.update_snapshots && crate::is_ci() {
             bail!(
                 "test-local: --update-snapshots is refused under CI (snapshots are reviewed, not written by CI)"

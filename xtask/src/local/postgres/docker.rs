@@ -1,32 +1,49 @@
-//! Postgres in a Docker container of a pinned image, with TLS on, driven through the `docker` CLI
-//! (no Docker API client to compile: that was 93 of the xtask's 245 crates). The run's certificate
-//! and the password reach the container through the CLI's environment, never its arguments (which
-//! `ps` shows); `pg_dump` runs inside it (a host `pg_dump` older than the server refuses to dump it).
+//! What every build of the xtask knows about the Docker provider: the image, the label, the probe, and
+//! how the plain `xtask` (without the `docker` feature, so without testcontainers to compile) hands a
+//! command that needs Docker to the `xtask-docker` binary, built on first use. The provider itself is
+//! `container.rs`, compiled only with the feature.
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
-use tokio::process::Command;
+use anyhow::bail;
 
-use super::SUPERUSER;
-use crate::local::tls::RunCertificates;
+use super::PgChoice;
 
 /// The image `docker` uses unless `--image` says otherwise.
 pub const DEFAULT_IMAGE: &str = "postgres:17";
-/// How long `docker info` may take before Docker counts as "not answering".
+/// How long the engine may take to answer before Docker counts as "not answering".
 pub const DOCKER_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the server may take to initialise its cluster and accept TCP connections.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
-/// How often a slow start says it is still waiting.
-const STARTUP_HEARTBEAT: Duration = Duration::from_secs(10);
-/// Label on every container this provider starts (`docker ps --filter label=init-fn-local`).
-const LABEL: &str = "init-fn-local=postgres";
+/// Label on every container this provider starts (`docker ps --filter label=init-fn-local=postgres`).
+pub const LABEL_KEY: &str = "init-fn-local";
+pub const LABEL_VALUE: &str = "postgres";
 
-/// `docker info` answers within [`DOCKER_PROBE_TIMEOUT`].
+/// `postgres:17` → (`postgres`, `17`); `registry:5000/pg:17` → (`registry:5000/pg`, `17`).
+pub fn split_image(image: &str) -> anyhow::Result<(&str, &str)> {
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') && !name.is_empty() && !tag.is_empty() => {
+            Ok((name, tag))
+        }
+        _ => bail!("postgres image `{image}` needs a pinned tag, e.g. postgres:17"),
+    }
+}
+
+/// A Docker engine answers within [`DOCKER_PROBE_TIMEOUT`]: bollard's ping with the `docker` feature,
+/// else `docker info` (no Docker client compiled in).
 pub async fn docker_answers() -> bool {
-    let probe = Command::new("docker")
+    #[cfg(feature = "docker")]
+    {
+        super::container::engine_answers().await
+    }
+    #[cfg(not(feature = "docker"))]
+    {
+        cli_answers().await
+    }
+}
+
+#[cfg(not(feature = "docker"))]
+async fn cli_answers() -> bool {
+    use std::process::Stdio;
+    let probe = tokio::process::Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -39,208 +56,64 @@ pub async fn docker_answers() -> bool {
     )
 }
 
-/// A running container; dropping it removes the container.
-pub struct Container {
-    id: String,
-    /// Holds `ca.pem` for the bootstrap (`DB_CA_BUNDLE`).
-    _dir: tempfile::TempDir,
-    pub port: u16,
-    pub password: String,
-    pub ca_path: PathBuf,
+/// Whether this command line needs the Docker provider: `docker`, or `auto` with an engine answering.
+pub fn choice_needs_docker(choice: &PgChoice) -> anyhow::Result<bool> {
+    Ok(match choice {
+        PgChoice::Docker { .. } => true,
+        PgChoice::Auto => crate::runtime()?.block_on(docker_answers()),
+        PgChoice::Local | PgChoice::Url(_) => false,
+    })
 }
 
-/// The container's command: a shell writes the run's certificate and key (from the environment)
-/// owned by `postgres` with mode 0600, which the server insists on, then hands over to the image's
-/// own entrypoint.
-const DOCKER_TLS_SCRIPT: &str = r#"set -e
-mkdir -p /etc/init-fn-tls
-printf '%s\n' "$INIT_FN_TLS_CERT" > /etc/init-fn-tls/server.crt
-printf '%s\n' "$INIT_FN_TLS_KEY" > /etc/init-fn-tls/server.key
-unset INIT_FN_TLS_CERT INIT_FN_TLS_KEY
-chown -R postgres /etc/init-fn-tls
-chmod 700 /etc/init-fn-tls
-chmod 600 /etc/init-fn-tls/server.key
-exec docker-entrypoint.sh postgres -c fsync=off -c ssl=on \
-  -c ssl_cert_file=/etc/init-fn-tls/server.crt -c ssl_key_file=/etc/init-fn-tls/server.key
-"#;
-
-/// `postgres:17` → (`postgres`, `17`); `registry:5000/pg:17` → (`registry:5000/pg`, `17`).
-fn split_image(image: &str) -> anyhow::Result<(&str, &str)> {
-    match image.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') && !name.is_empty() && !tag.is_empty() => {
-            Ok((name, tag))
-        }
-        _ => bail!("postgres image `{image}` needs a pinned tag, e.g. postgres:17"),
+/// Called first by every command that may start a Postgres server. With the `docker` feature it does
+/// nothing. Without it, when `choice` needs Docker, it builds `xtask-docker` (the same CLI with the
+/// feature), runs it with this process's arguments and exits with its code; otherwise it returns.
+pub fn hand_over_if_docker(choice: &PgChoice) -> anyhow::Result<()> {
+    if let PgChoice::Docker { image } = choice {
+        split_image(image)?;
     }
+    if cfg!(feature = "docker") || !choice_needs_docker(choice)? {
+        return Ok(());
+    }
+    run_docker_binary()
 }
 
-/// `docker <args>` with `env` added to the CLI's environment; its stdout as printed, or an error
-/// with its stderr.
-async fn docker(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<String> {
-    let mut cmd = Command::new("docker");
-    cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd
-        .output()
-        .await
-        .context("postgres: run `docker` (is the Docker CLI installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "`docker {}` exited with {}: {}",
-            args.first().unwrap_or(&""),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+/// Builds and runs `xtask-docker` with this process's arguments; exits with its code.
+fn run_docker_binary() -> anyhow::Result<()> {
+    let bin = crate::build::target_dir().join("debug/xtask-docker");
+    if !bin.exists() {
+        eprintln!(
+            "postgres docker: compiling the Docker provider (testcontainers) once… \
+             (xtask-docker; later runs start it directly)"
         );
     }
-    String::from_utf8(out.stdout).context("postgres: `docker` printed something that is not UTF-8")
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(crate::project_root());
+    let cargo = crate::cargo();
+    // Built rather than `cargo run`: its Compiling lines show progress and no `Running` line echoes
+    // the arguments. The feature build of the xtask library hashes apart from the plain one, so the
+    // two binaries never rebuild each other.
+    let build = crate::without_package_env(xshell::cmd!(
+        sh,
+        "{cargo} build --package xtask --features docker --bin xtask-docker"
+    ));
+    let built = std::process::Command::from(build).status()?;
+    if !built.success() {
+        std::process::exit(built.code().unwrap_or(1));
+    }
+    let status = std::process::Command::new(&bin)
+        .args(std::env::args_os().skip(1))
+        .status()?;
+    std::process::exit(exit_code(status));
 }
 
-/// Starts a container of `image` with a fresh password and the run's certificates, and waits until
-/// the server accepts TCP connections (after the image's init, which restarts the server once).
-pub async fn start(image: &str, password: String) -> anyhow::Result<Container> {
-    split_image(image)?;
-    let certs = RunCertificates::generate()?;
-    let env = [
-        ("POSTGRES_USER", SUPERUSER),
-        ("POSTGRES_PASSWORD", password.as_str()),
-        ("POSTGRES_DB", "postgres"),
-        ("INIT_FN_TLS_CERT", certs.server_cert_pem.as_str()),
-        ("INIT_FN_TLS_KEY", certs.server_key_pem.as_str()),
-    ];
-    // `-e NAME` without a value: docker copies it from its own environment.
-    let mut args = vec!["run", "--detach", "--pull", "never", "--label", LABEL];
-    args.extend(["--publish", "127.0.0.1::5432", "--entrypoint", "/bin/sh"]);
-    for (k, _) in &env {
-        args.extend(["--env", k]);
-    }
-    args.extend([image, "-c", DOCKER_TLS_SCRIPT]);
-    let id = docker(&args, &env)
-        .await
-        .map(|id| id.trim().to_string())
-        .with_context(|| {
-            format!(
-                "postgres: start container {image} (is the image present? `docker pull {image}`, \
-             or build it offline with ../shared/ci/offline-postgres-image.sh {image})"
-            )
-        })?;
-    // From here on, dropping `container` removes it, whatever fails next.
-    let dir = tempfile::Builder::new().prefix("init-fn-ca-").tempdir()?;
-    let ca_path = dir.path().join("ca.pem");
-    let mut container = Container {
-        id,
-        _dir: dir,
-        port: 0,
-        password,
-        ca_path,
-    };
-    std::fs::write(&container.ca_path, &certs.ca_pem)?;
-    container.port = container.mapped_port().await?;
-    container.wait_ready(image).await?;
-    Ok(container)
-}
-
-impl Container {
-    /// The host port Docker mapped the container's 5432 to (`127.0.0.1:49153` → 49153).
-    async fn mapped_port(&self) -> anyhow::Result<u16> {
-        let out = docker(&["port", &self.id, "5432/tcp"], &[])
-            .await
-            .context("postgres: mapped port of 5432")?;
-        out.lines()
-            .find_map(|l| l.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
-            .with_context(|| format!("postgres: `docker port` printed no port: {out}"))
-    }
-
-    /// Polls `pg_isready` over TCP inside the container: the image's init phase runs a server on
-    /// the Unix socket only, so TCP answers only once the final server is up.
-    async fn wait_ready(&self, image: &str) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let mut next_note = STARTUP_HEARTBEAT;
-        loop {
-            let probe = ["exec", &self.id, "pg_isready", "-q", "-h", "127.0.0.1"];
-            if docker(&[&probe[..], &["-U", SUPERUSER]].concat(), &[])
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            let state = docker(&["inspect", "--format", "{{.State.Status}}", &self.id], &[])
-                .await
-                .unwrap_or_default();
-            let state = state.trim();
-            if state != "running" && state != "created" {
-                let logs = self.logs_tail().await;
-                bail!("postgres: container {image} stopped while starting ({state}): {logs}");
-            }
-            let waited = started.elapsed();
-            if waited > STARTUP_TIMEOUT {
-                let logs = self.logs_tail().await;
-                bail!(
-                    "postgres: container {image} did not accept connections within {}s: {logs}",
-                    STARTUP_TIMEOUT.as_secs()
-                );
-            }
-            if waited >= next_note {
-                eprintln!(
-                    "postgres: waiting for container {image} to accept connections ({}s)",
-                    waited.as_secs()
-                );
-                next_note += STARTUP_HEARTBEAT;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// The last lines the server printed, for an error message.
-    async fn logs_tail(&self) -> String {
-        let out = Command::new("docker")
-            .args(["logs", "--tail", "5", &self.id])
-            .stdin(Stdio::null())
-            .output()
-            .await;
-        match out {
-            Ok(o) => {
-                let text = [o.stdout, o.stderr].concat();
-                String::from_utf8_lossy(&text).trim().replace('\n', " | ")
-            }
-            Err(e) => format!("(docker logs: {e})"),
-        }
-    }
-
-    /// `pg_dump <args> -d <db>` inside the container, as the superuser.
-    pub async fn pg_dump(&self, args: &[String], db: &str) -> anyhow::Result<String> {
-        let mut cmd: Vec<&str> = vec!["exec", &self.id, "pg_dump", "-U", SUPERUSER];
-        cmd.extend(args.iter().map(String::as_str));
-        cmd.extend(["-d", db]);
-        docker(&cmd, &[])
-            .await
-            .context("postgres: pg_dump in the container")
-    }
-
-    /// Removes the container now (dropping it does the same, without waiting).
-    pub async fn remove(mut self) -> anyhow::Result<()> {
-        let id = std::mem::take(&mut self.id);
-        docker(&["rm", "--force", "--volumes", &id], &[])
-            .await
-            .context("postgres: remove container")?;
-        Ok(())
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        if self.id.is_empty() {
-            return; // removed already
-        }
-        // Best effort and detached: a drop must not block the runtime it runs in.
-        let _ = std::process::Command::new("docker")
-            .args(["rm", "--force", "--volumes", &self.id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-    }
+/// The child's exit code; killed by a signal → 128 + the signal, as a shell reports it.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -256,5 +129,17 @@ mod tests {
         );
         assert!(split_image("postgres").is_err());
         assert!(split_image("r:5000/pg").is_err());
+    }
+
+    #[test]
+    fn local_and_url_never_need_docker() {
+        assert!(!choice_needs_docker(&PgChoice::Local).unwrap());
+        assert!(!choice_needs_docker(&PgChoice::Url("postgres://u@localhost/x".into())).unwrap());
+        assert!(
+            choice_needs_docker(&PgChoice::Docker {
+                image: DEFAULT_IMAGE.into()
+            })
+            .unwrap()
+        );
     }
 }

@@ -1,9 +1,12 @@
-//! Postgres providers for local runs and tests: a Docker container (`docker`, through the docker CLI), a temporary
+//! Postgres providers for local runs and tests: a Docker container (`docker`, through
+//! testcontainers-modules with the `docker` feature; `container`), a temporary
 //! cluster from the local PostgreSQL binaries (`cluster`), or an existing server given by URL
 //! (`url`). Docker and local servers get a per-run CA and a `localhost` server certificate, so
 //! `verify-full` is exercised like against RDS. This file is the choice and the running server.
 
 mod cluster;
+#[cfg(feature = "docker")]
+mod container;
 mod docker;
 mod dump;
 mod url;
@@ -16,8 +19,13 @@ use anyhow::{Context, bail};
 
 use super::tls::SERVER_NAME;
 pub use cluster::local_bin_dir;
-pub use docker::{DEFAULT_IMAGE, docker_answers};
+pub use docker::{
+    DEFAULT_IMAGE, LABEL_KEY, LABEL_VALUE, choice_needs_docker, docker_answers, hand_over_if_docker,
+};
 pub use dump::normalize_dump;
+/// The provider's testcontainers (and through it bollard), for tests that inspect its containers.
+#[cfg(feature = "docker")]
+pub use testcontainers_modules;
 
 /// The superuser every provider hands out (`POSTGRES_USER` of the image, `initdb -U`).
 const SUPERUSER: &str = "postgres";
@@ -82,7 +90,8 @@ pub struct PgServer {
 }
 
 enum Backend {
-    Docker(docker::Container),
+    #[cfg(feature = "docker")]
+    Docker(Box<container::Container>),
     Local(cluster::Cluster),
     Url,
 }
@@ -112,7 +121,7 @@ impl PgServer {
                 }
                 if crate::is_ci() {
                     bail!(
-                        "postgres auto: no Docker engine answers `docker info` within {}s, and under CI \
+                        "postgres auto: no Docker engine answers within {}s, and under CI \
                          auto does not fall back; start Docker or pass --postgres local",
                         docker::DOCKER_PROBE_TIMEOUT.as_secs()
                     );
@@ -121,7 +130,7 @@ impl PgServer {
                     return start_local().await;
                 }
                 bail!(
-                    "postgres auto: no Docker engine answers `docker info` and no PostgreSQL server \
+                    "postgres auto: no Docker engine answers and no PostgreSQL server \
                      binaries (initdb, pg_ctl, postgres) are on PATH or in /usr/lib/postgresql/*/bin; \
                      start Docker, install the PostgreSQL server package, or pass --postgres postgres://…"
                 )
@@ -132,6 +141,7 @@ impl PgServer {
     /// `"docker"`, `"local"` or `"url"`.
     pub fn kind(&self) -> &'static str {
         match self.backend {
+            #[cfg(feature = "docker")]
             Backend::Docker(_) => "docker",
             Backend::Local(_) => "local",
             Backend::Url => "url",
@@ -219,6 +229,7 @@ impl PgServer {
         let args = dump::args();
         let raw = match &self.backend {
             // The server's own pg_dump: a host pg_dump older than the server refuses to dump it.
+            #[cfg(feature = "docker")]
             Backend::Docker(container) => container.pg_dump(&args, db).await?,
             Backend::Local(cluster) => dump::run(cluster.pg_dump(&args, db)).await?,
             Backend::Url => {
@@ -243,11 +254,21 @@ impl PgServer {
     /// Stop the server now (the same as dropping it, but awaits container removal).
     pub async fn stop(self) -> anyhow::Result<()> {
         match self.backend {
+            #[cfg(feature = "docker")]
             Backend::Docker(container) => container.remove().await?,
             Backend::Local(cluster) => drop(cluster),
             Backend::Url => {}
         }
         Ok(())
+    }
+
+    /// The Docker provider's container id (`None` for local and URL servers), for tests that inspect it.
+    pub fn container_id(&self) -> Option<&str> {
+        match &self.backend {
+            #[cfg(feature = "docker")]
+            Backend::Docker(container) => Some(container.id()),
+            _ => None,
+        }
     }
 }
 
@@ -260,7 +281,14 @@ fn random_password() -> String {
 }
 
 async fn start_docker(image: &str) -> anyhow::Result<PgServer> {
-    let container = docker::start(image, random_password()).await?;
+    start_docker_with(image, &[]).await
+}
+
+/// A Docker server with `extra_args` for `postgres` (e.g. `-c name=value`); tests use it to make a
+/// start fail on purpose.
+#[cfg(feature = "docker")]
+pub async fn start_docker_with(image: &str, extra_args: &[String]) -> anyhow::Result<PgServer> {
+    let container = container::start(image, random_password(), extra_args).await?;
     Ok(PgServer {
         host: SERVER_NAME.to_string(),
         port: container.port,
@@ -268,8 +296,16 @@ async fn start_docker(image: &str) -> anyhow::Result<PgServer> {
         password: container.password.clone(),
         ca_bundle: Some(container.ca_path.clone()),
         sslmode: "verify-full".to_string(),
-        backend: Backend::Docker(container),
+        backend: Backend::Docker(Box::new(container)),
     })
+}
+
+#[cfg(not(feature = "docker"))]
+async fn start_docker_with(image: &str, _extra_args: &[String]) -> anyhow::Result<PgServer> {
+    bail!(
+        "postgres docker: this binary was built without the `docker` feature (testcontainers); run it \
+         as `cargo xtask …`, which builds xtask-docker, or build with --features docker (image {image})"
+    )
 }
 
 async fn start_local() -> anyhow::Result<PgServer> {

@@ -1,0 +1,370 @@
+//! The Docker provider proper (feature `docker`): a PostgreSQL container of a pinned, already present
+//! image through `testcontainers-modules`' `Postgres` image and the async runner, TLS on with the run's
+//! certificates. The password reaches the container through the Docker API's environment (no process
+//! argv anywhere holds it); the certificate and key are copied in, then a short `/bin/sh` entrypoint gives
+//! them to `postgres` with mode 0600 (the server insists) before the image's own entrypoint takes over
+//! (both the official image's and the offline one's from `../shared/ci/offline-postgres-image.sh`).
+//! Dropping the container removes it; testcontainers' watchdog removes it on SIGINT/SIGTERM/SIGQUIT.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use testcontainers_modules::postgres::Postgres;
+use testcontainers_modules::testcontainers::bollard::models::{HostConfig, PortBinding};
+use testcontainers_modules::testcontainers::core::client::docker_client_instance;
+use testcontainers_modules::testcontainers::core::{ExecCommand, WaitFor};
+use testcontainers_modules::testcontainers::runners::AsyncRunner;
+use testcontainers_modules::testcontainers::{
+    ContainerAsync, CopyTargetOptions, CopyToContainer, Image, ImageExt,
+};
+
+use super::SUPERUSER;
+use super::docker::{DOCKER_PROBE_TIMEOUT, LABEL_KEY, LABEL_VALUE, split_image};
+use crate::local::tls::RunCertificates;
+
+/// How long the server may take to initialise its cluster and accept TCP connections.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
+/// How often a slow start says it is still waiting.
+const STARTUP_HEARTBEAT: Duration = Duration::from_secs(10);
+/// Where the copied certificate and key land (the wrapper hands them to `postgres`).
+const TLS_DIR: &str = "/etc/init-fn-tls";
+
+/// The container's `/bin/sh -c` script, run as root, so the copied files can change owner before the
+/// image's entrypoint starts the server (`"$@"`: extra server arguments). Only file paths here: nothing
+/// secret is in any process's arguments.
+const TLS_WRAPPER: &str = r#"set -e
+chown -R postgres /etc/init-fn-tls
+chmod 700 /etc/init-fn-tls
+chmod 600 /etc/init-fn-tls/server.key
+exec docker-entrypoint.sh postgres -c fsync=off -c ssl=on \
+  -c ssl_cert_file=/etc/init-fn-tls/server.crt -c ssl_key_file=/etc/init-fn-tls/server.key "$@"
+"#;
+
+/// testcontainers-modules' `Postgres` (its environment: user, database, password; its copies) with
+/// `/bin/sh` as the entrypoint, which `ImageExt` cannot override.
+#[derive(Debug, Clone)]
+struct TlsPostgres(Postgres);
+
+impl Image for TlsPostgres {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn tag(&self) -> &str {
+        self.0.tag()
+    }
+
+    fn ready_conditions(&self) -> Vec<WaitFor> {
+        Vec::new() // ours: `pg_isready` over TCP, see `wait_ready`
+    }
+
+    fn env_vars(
+        &self,
+    ) -> impl IntoIterator<Item = (impl Into<Cow<'_, str>>, impl Into<Cow<'_, str>>)> {
+        self.0.env_vars()
+    }
+
+    fn copy_to_sources(&self) -> impl IntoIterator<Item = &CopyToContainer> {
+        self.0.copy_to_sources()
+    }
+
+    fn entrypoint(&self) -> Option<&str> {
+        Some("/bin/sh")
+    }
+}
+
+/// Bollard's ping within [`DOCKER_PROBE_TIMEOUT`].
+pub async fn engine_answers() -> bool {
+    let ping = async {
+        let docker = docker_client_instance().await.ok()?;
+        docker.ping().await.ok()
+    };
+    matches!(
+        tokio::time::timeout(DOCKER_PROBE_TIMEOUT, ping).await,
+        Ok(Some(_))
+    )
+}
+
+/// Set on SIGINT/SIGTERM/SIGQUIT once a container runs: from then on testcontainers' watchdog stops and
+/// removes it, then ends the process as the signal would. Removing it here as well races the
+/// watchdog (its removal then fails and its thread panics), so a drop after a signal waits for it.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static WATCHING: AtomicBool = AtomicBool::new(false);
+/// How long a drop after a signal leaves the watchdog (Docker's stop allows the server 10 s).
+const WATCHDOG_GRACE: Duration = Duration::from_secs(30);
+
+/// Notes the signals the watchdog acts on (once per process).
+fn note_signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    if WATCHING.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    for kind in [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::quit(),
+    ] {
+        if let Ok(mut stream) = signal(kind) {
+            tokio::spawn(async move {
+                if stream.recv().await.is_some() {
+                    INTERRUPTED.store(true, Ordering::SeqCst);
+                }
+            });
+        }
+    }
+}
+
+/// A running container; dropping it removes the container (inside a tokio runtime).
+pub struct Container {
+    /// `None` once removed.
+    inner: Option<ContainerAsync<TlsPostgres>>,
+    /// Holds `ca.pem` for the bootstrap (`DB_CA_BUNDLE`).
+    _dir: tempfile::TempDir,
+    pub port: u16,
+    pub password: String,
+    pub ca_path: PathBuf,
+}
+
+/// Starts a container of `image` with `password` and the run's certificates, and waits until the
+/// server accepts TCP connections (after the image's init, which restarts the server once).
+/// `extra_args` go to `postgres` after the provider's own settings (`-c name=value`).
+pub async fn start(
+    image: &str,
+    password: String,
+    extra_args: &[String],
+) -> anyhow::Result<Container> {
+    with_heartbeat(image, start_quietly(image, password, extra_args)).await
+}
+
+/// Prints a line every [`STARTUP_HEARTBEAT`] until `work` finishes.
+async fn with_heartbeat<T>(image: &str, work: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + STARTUP_HEARTBEAT,
+        STARTUP_HEARTBEAT,
+    );
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = ticker.tick() => eprintln!(
+                "postgres: waiting for container {image} to accept connections ({}s)",
+                started.elapsed().as_secs()
+            ),
+        }
+    }
+}
+
+async fn start_quietly(
+    image: &str,
+    password: String,
+    extra_args: &[String],
+) -> anyhow::Result<Container> {
+    let (name, tag) = split_image(image)?;
+    let docker = docker_client_instance().await.map_err(|e| {
+        anyhow::anyhow!(
+            "postgres: no Docker engine to talk to ({e}); start Docker or pass --postgres local"
+        )
+    })?;
+    // Never pulled: testcontainers pulls on a missing image, so look first.
+    if let Err(e) = docker.inspect_image(image).await {
+        bail!(
+            "postgres: image {image} is not present ({}); build it offline with \
+             ../shared/ci/offline-postgres-image.sh {image}, or `docker build`/`docker pull {image}`",
+            one_line(&e.to_string())
+        );
+    }
+    let certs = RunCertificates::generate()?;
+    let mut cmd = vec![
+        "-c".to_string(),
+        TLS_WRAPPER.to_string(),
+        "init-fn-postgres".to_string(), // $0 of the wrapper
+    ];
+    cmd.extend(extra_args.iter().cloned());
+    let postgres = Postgres::default()
+        .with_user(SUPERUSER)
+        .with_db_name("postgres")
+        .with_password(&password);
+    let request = TlsPostgres(postgres)
+        .with_name(name)
+        .with_tag(tag)
+        .with_cmd(cmd)
+        .with_label(LABEL_KEY, LABEL_VALUE)
+        .with_copy_to(
+            CopyTargetOptions::new(format!("{TLS_DIR}/server.crt")).with_mode(0o644),
+            certs.server_cert_pem.clone().into_bytes(),
+        )
+        .with_copy_to(
+            CopyTargetOptions::new(format!("{TLS_DIR}/server.key")).with_mode(0o600),
+            certs.server_key_pem.clone().into_bytes(),
+        )
+        // Readiness is ours (TCP `pg_isready`, with the logs on failure), not a log-line match.
+        .with_ready_conditions(Vec::new())
+        .with_startup_timeout(STARTUP_TIMEOUT)
+        .with_host_config_modifier(publish_on_loopback);
+    note_signals();
+    let inner = request.start().await.map_err(|e| {
+        anyhow::anyhow!(
+            "postgres: start container {image}: {}",
+            one_line(&e.to_string())
+        )
+    })?;
+    // From here on, dropping `container` removes it, whatever fails next.
+    let dir = tempfile::Builder::new().prefix("init-fn-ca-").tempdir()?;
+    let ca_path = dir.path().join("ca.pem");
+    let mut container = Container {
+        inner: Some(inner),
+        _dir: dir,
+        port: 0,
+        password,
+        ca_path,
+    };
+    std::fs::write(&container.ca_path, &certs.ca_pem)?;
+    container.port = container
+        .inner()
+        .get_host_port_ipv4(5432)
+        .await
+        .map_err(|e| anyhow::anyhow!("postgres: mapped port of 5432: {e}"))?;
+    container.wait_ready(image).await?;
+    Ok(container)
+}
+
+/// 5432 published on 127.0.0.1 only, on a port Docker picks (never on all interfaces).
+fn publish_on_loopback(host: &mut HostConfig) {
+    host.publish_all_ports = Some(false);
+    host.port_bindings = Some(HashMap::from([(
+        "5432/tcp".to_string(),
+        Some(vec![PortBinding {
+            host_ip: Some("127.0.0.1".to_string()),
+            host_port: None,
+        }]),
+    )]));
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Container {
+    fn inner(&self) -> &ContainerAsync<TlsPostgres> {
+        self.inner
+            .as_ref()
+            .expect("the container is removed only by `remove` or drop")
+    }
+
+    /// The container's id (for `docker inspect` in tests).
+    pub fn id(&self) -> &str {
+        self.inner().id()
+    }
+
+    /// `cmd` inside the container: exit code, stdout, stderr.
+    async fn exec(&self, cmd: Vec<String>) -> anyhow::Result<(i64, Vec<u8>, Vec<u8>)> {
+        let mut run = self.inner().exec(ExecCommand::new(cmd)).await?;
+        let stdout = run.stdout_to_vec().await?;
+        let stderr = run.stderr_to_vec().await?;
+        // The streams end when the process does; the exit code can lag a moment behind.
+        for _ in 0..100 {
+            if let Some(code) = run.exit_code().await? {
+                return Ok((code, stdout, stderr));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!("docker exec: no exit code after its output ended")
+    }
+
+    /// Polls `pg_isready` over TCP inside the container: the image's init phase runs a server on the
+    /// Unix socket only, so TCP answers only once the final server is up.
+    async fn wait_ready(&self, image: &str) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let probe: Vec<String> = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", SUPERUSER]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        loop {
+            if matches!(self.exec(probe.clone()).await, Ok((0, _, _))) {
+                return Ok(());
+            }
+            if !self.inner().is_running().await.unwrap_or(false) {
+                let logs = self.logs_tail().await;
+                bail!("postgres: container {image} stopped while starting: {logs}");
+            }
+            if started.elapsed() > STARTUP_TIMEOUT {
+                let logs = self.logs_tail().await;
+                bail!(
+                    "postgres: container {image} did not accept connections within {}s: {logs}",
+                    STARTUP_TIMEOUT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The last lines the container printed, joined with ` | `, for an error message.
+    async fn logs_tail(&self) -> String {
+        let stderr = self.inner().stderr_to_vec().await.unwrap_or_default();
+        let stdout = self.inner().stdout_to_vec().await.unwrap_or_default();
+        let text = if stderr.iter().any(|b| !b.is_ascii_whitespace()) {
+            stderr
+        } else {
+            stdout
+        };
+        let text = String::from_utf8_lossy(&text);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = &lines[lines.len().saturating_sub(5)..];
+        if tail.is_empty() {
+            "(the container printed nothing)".to_string()
+        } else {
+            tail.join(" | ")
+        }
+    }
+
+    /// `pg_dump <args> -d <db>` inside the container as the superuser, over the local socket (trusted
+    /// there: no password).
+    pub async fn pg_dump(&self, args: &[String], db: &str) -> anyhow::Result<String> {
+        let mut cmd = vec![
+            "pg_dump".to_string(),
+            "-U".to_string(),
+            SUPERUSER.to_string(),
+        ];
+        cmd.extend(args.iter().cloned());
+        cmd.extend(["-d".to_string(), db.to_string()]);
+        let (code, stdout, stderr) = self
+            .exec(cmd)
+            .await
+            .context("postgres: pg_dump in the container")?;
+        if code != 0 {
+            bail!(
+                "postgres: pg_dump in the container exited with {code}: {}",
+                one_line(&String::from_utf8_lossy(&stderr))
+            );
+        }
+        String::from_utf8(stdout).context("postgres: pg_dump printed something that is not UTF-8")
+    }
+
+    /// Removes the container now (dropping it does the same).
+    pub async fn remove(mut self) -> anyhow::Result<()> {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Ok(()); // the watchdog's to remove (the drop waits for it)
+        }
+        let inner = self.inner.take().expect("not removed yet");
+        inner
+            .rm()
+            .await
+            .map_err(|e| anyhow::anyhow!("postgres: remove container: {e}"))
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if self.inner.is_some() && INTERRUPTED.load(Ordering::SeqCst) {
+            // The watchdog removes the container and ends the process; should it not within the
+            // grace period, the inner drop after this removes the container itself.
+            std::thread::sleep(WATCHDOG_GRACE);
+        }
+    }
+}
