@@ -194,9 +194,9 @@ impl TlsError {
             "invalid ca certificate" | "invalid non-ca certificate (has ca markings)" => format!(
                 "the server's certificate chain has a certificate in the wrong role {checked}"
             ),
-            "unsupported certificate purpose" => format!(
-                "the server's certificate is not meant for a TLS server {checked}"
-            ),
+            "unsupported certificate purpose" => {
+                format!("the server's certificate is not meant for a TLS server {checked}")
+            }
             "certificate chain too long" | "path length constraint exceeded" => {
                 format!("the server's certificate chain is too long {checked}")
             }
@@ -283,10 +283,16 @@ mod tests {
              (certificate has expired)"
         );
         let e = TlsError::words("x (Hostname mismatch)", COMPILED_IN).to_string();
-        assert!(e.starts_with("the server's certificate is not for this host name"), "{e}");
+        assert!(
+            e.starts_with("the server's certificate is not for this host name"),
+            "{e}"
+        );
         assert!(e.contains(COMPILED_IN), "{e}");
         let e = TlsError::words("x (unable to get local issuer certificate)", "R").to_string();
-        assert!(e.starts_with("the server's certificate is not signed by a CA of R"), "{e}");
+        assert!(
+            e.starts_with("the server's certificate is not signed by a CA of R"),
+            "{e}"
+        );
         let e = TlsError::words("connection reset by peer", "R").to_string();
         assert_eq!(
             e,
