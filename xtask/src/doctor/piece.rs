@@ -196,7 +196,11 @@ impl Piece {
                         .args(["--exists", "openssl"])
                         .status()
                         .is_ok_and(|s| s.success());
-                    Status::found(found, "pkg-config finds openssl", "pkg-config finds no openssl")
+                    Status::found(
+                        found,
+                        "pkg-config finds openssl",
+                        "pkg-config finds no openssl",
+                    )
                 },
             ),
             Qemu => row(
