@@ -218,16 +218,18 @@ fn classify(where_: &str, target: &Target, err: &tokio_postgres::Error) -> InitE
     }
     let mut chain = vec![err.to_string()];
     let mut source = err.source();
-    let mut is_tls = false;
     while let Some(s) = source {
-        is_tls |= s.downcast_ref::<TlsError>().is_some();
+        // The handshake's own words already name the verdict and the roots: nothing to add.
+        if let Some(tls) = s.downcast_ref::<TlsError>() {
+            return InitError::Tls(format!("{where_}: {tls}"));
+        }
         chain.push(s.to_string());
         source = s.source();
     }
     chain.dedup();
     let text = one_line(&chain.join(": "));
     let lower = text.to_lowercase();
-    if is_tls || lower.contains("tls") || lower.contains("ssl") || lower.contains("certificate") {
+    if lower.contains("tls") || lower.contains("ssl") || lower.contains("certificate") {
         InitError::Tls(format!("{where_}: {text}"))
     } else {
         InitError::Connect(format!("{where_}: {text}"))

@@ -64,13 +64,16 @@ impl State {
         migrations: Vec<migrate::Migration>,
     ) -> State {
         let ready = config.and_then(|config| {
-            let ca = match &config.ca_bundle {
-                Some(path) => Some(std::fs::read(path).map_err(|e| {
-                    InitError::Config(format!("DB_CA_BUNDLE={}: {e}", path.display()))
-                })?),
-                None => None,
+            let tls = match &config.ca_bundle {
+                Some(path) => {
+                    let ca = std::fs::read(path).map_err(|e| {
+                        InitError::Config(format!("DB_CA_BUNDLE={}: {e}", path.display()))
+                    })?;
+                    let roots = format!("DB_CA_BUNDLE {}", path.display());
+                    MakeTlsConnector::with_roots(config.sslmode, Some(&ca), roots)?
+                }
+                None => MakeTlsConnector::new(config.sslmode, None)?,
             };
-            let tls = MakeTlsConnector::new(config.sslmode, ca.as_deref())?;
             Ok(Ready { config, tls })
         });
         // sql/schema.txt describes the embedded migrations; other ones bring their own (`with_expected`).

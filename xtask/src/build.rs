@@ -157,9 +157,11 @@ pub fn bootstrap(sh: &Shell, arch: Arch) -> anyhow::Result<PathBuf> {
     if !built.exists() {
         eprintln!("{FIRST_BUILD_NOTE} (for {arch}: add a few minutes for fat LTO)");
     }
+    // OpenSSL (PostgreSQL's TLS) built from source and linked statically: provided.al2023's own
+    // libssl is no documented part of the runtime, and zig cross-links no host library.
     crate::without_package_env(cmd!(
         sh,
-        "{zigbuild} zigbuild --release -p init-fn --target {triple}"
+        "{zigbuild} zigbuild --release -p init-fn --features init-fn/vendored-openssl --target {triple}"
     ))
     .run()
     .with_context(|| format!("build: cargo zigbuild for {triple}"))?;

@@ -29,6 +29,9 @@ impl Needs {
 const ARM64_BUILD: &[Piece] = &[RustTarget(Arch::Arm64), Zigbuild, Ziglang];
 /// Running the arm64 bootstrap on this machine.
 const ARM64_RUN: &[Piece] = &[Qemu, Arm64Glibc];
+/// Building the host bootstrap (and the tests, which link init-fn): openssl-sys links the system
+/// libssl through pkg-config. The Lambda builds compile OpenSSL from source instead.
+const HOST_BUILD: &[Piece] = &[OpensslDev];
 /// Talking to AWS.
 const AWS: &[Piece] = &[AwsCredentials, AwsRegion];
 /// Where a PostgreSQL server may come from: Docker with the image, or the local binaries.
@@ -41,6 +44,7 @@ pub const COMMANDS: &[Needs] = &[
         // `test` wants both PostgreSQL providers: CI runs test-local on each.
         groups: &[
             &[Rustfmt, Clippy],
+            HOST_BUILD,
             ARM64_BUILD,
             &[Moto, Squawk, Pglast, JsonSchema, CfnLint, Rie],
             POSTGRES_SERVER,
@@ -51,7 +55,7 @@ pub const COMMANDS: &[Needs] = &[
     },
     Needs {
         command: "test-local",
-        groups: &[],
+        groups: &[HOST_BUILD],
         postgres: true,
     },
     Needs {
@@ -61,7 +65,8 @@ pub const COMMANDS: &[Needs] = &[
     },
     Needs {
         command: "deploy",
-        groups: &[ARM64_BUILD, AWS],
+        // xtask's deploy code links init-fn (its config) on the host.
+        groups: &[HOST_BUILD, ARM64_BUILD, AWS],
         postgres: false,
     },
     Needs {
@@ -71,12 +76,12 @@ pub const COMMANDS: &[Needs] = &[
     },
     Needs {
         command: "serve",
-        groups: &[],
+        groups: &[HOST_BUILD],
         postgres: true,
     },
     Needs {
         command: "bench",
-        groups: &[&[Psql, GnuTime]],
+        groups: &[HOST_BUILD, &[Psql, GnuTime]],
         postgres: true,
     },
     Needs {
@@ -86,7 +91,7 @@ pub const COMMANDS: &[Needs] = &[
     },
     Needs {
         command: "test-local --runtime rie",
-        groups: &[&[Rie]],
+        groups: &[HOST_BUILD, &[Rie]],
         postgres: true,
     },
     Needs {

@@ -29,6 +29,7 @@ pub enum Piece {
     PostgresImage,
     PostgresBinaries,
     Psql,
+    OpensslDev,
     Qemu,
     Arm64Glibc,
     GnuTime,
@@ -186,6 +187,22 @@ impl Piece {
             Psql => row("psql", Install::Apt(&["postgresql-client"]), |_| {
                 on_path_status("psql")
             }),
+            OpensslDev => row(
+                "OpenSSL headers (libssl-dev, pkg-config)",
+                Install::Apt(&["libssl-dev", "pkg-config"]),
+                |_| {
+                    // What openssl-sys asks when it links the host bootstrap against the system libssl.
+                    let found = std::process::Command::new("pkg-config")
+                        .args(["--exists", "openssl"])
+                        .status()
+                        .is_ok_and(|s| s.success());
+                    Status::found(
+                        found,
+                        "pkg-config finds openssl",
+                        "pkg-config finds no openssl",
+                    )
+                },
+            ),
             Qemu => row(
                 "qemu-aarch64-static",
                 Install::Apt(&["qemu-user-static"]),
