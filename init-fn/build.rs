@@ -15,7 +15,7 @@ use std::{env, fs, path::PathBuf};
 mod sql;
 // The text form of the expected schema (std only): a file verify could not read fails here.
 #[allow(dead_code)]
-#[path = "src/schema.rs"]
+#[path = "src/schema/model.rs"]
 mod schema;
 
 fn main() {

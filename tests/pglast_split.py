@@ -1,4 +1,4 @@
-"""How libpg_query (PostgreSQL's own parser, via pglast) splits SQL, for tests/tests/sql_split.rs.
+"""How libpg_query (PostgreSQL's own parser, via pglast) splits SQL, for tests/tests/it/sql_split.rs.
 
 Reads JSON lines {"sql": file, "mine": [statement, ...]} on stdin and answers one JSON line each:
 {"theirs": [[token, ...], ...], "mine": [[token, ...], ...]} or {"error": "..."}. Statements are

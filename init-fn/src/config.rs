@@ -130,7 +130,7 @@ impl Config {
             )));
         }
         // Read by `metrics` itself; checked here so a bad value is a `Config` error like any other.
-        crate::metrics::namespace(lookup("METRICS_NAMESPACE").as_deref())?;
+        crate::invocation::metrics::namespace(lookup("METRICS_NAMESPACE").as_deref())?;
         Ok(Config {
             host: text("DB_HOST")?,
             port,

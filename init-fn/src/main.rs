@@ -3,9 +3,13 @@
 use std::time::{Instant, SystemTime};
 
 use init_fn::{
-    Config, InitError, Request, Response, State, Work, event, handle_parsed, log,
-    metrics::{Invocation, Metrics},
-    migrate, secret,
+    Config, InitError, Request, Response, State, Work,
+    engine::run,
+    handle_parsed,
+    invocation::event,
+    invocation::log,
+    invocation::metrics::{Invocation, Metrics},
+    session::secret,
 };
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -16,7 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let state = State::new(
         Config::from_env(),
         secret::client_from_env(),
-        migrate::embedded(),
+        run::embedded(),
     );
     let (state, metrics) = (&state, &metrics);
     lambda_runtime::run(service_fn(

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, path::PathBuf, str::FromStr};
 
 use anyhow::Context;
-use init_fn::{Config, InitError, State, migrate::Migration};
+use init_fn::{Config, InitError, State, engine::run::Migration};
 use xtask::local::{
     postgres::{PgChoice, PgServer, docker_answers},
     secrets_manager::SecretsManager,
@@ -59,8 +59,8 @@ impl Harness {
                 None,
                 "tests",
             ))
-            .http_client(init_fn::secret::https_client())
-            .timeout_config(init_fn::secret::timeouts())
+            .http_client(init_fn::session::secret::https_client())
+            .timeout_config(init_fn::session::secret::timeouts())
             .build();
         Ok(Harness {
             pg,
@@ -112,7 +112,7 @@ impl Harness {
         overrides: &[(&str, &str)],
         event: serde_json::Value,
     ) -> Result<serde_json::Value, InitError> {
-        let state = self.state(overrides, init_fn::migrate::embedded());
+        let state = self.state(overrides, init_fn::engine::run::embedded());
         invoke(&state, event).await
     }
 
@@ -172,7 +172,7 @@ pub async fn invoke(
 
 /// `sql/` as shipped, plus extra test migrations.
 pub fn with_extra(extra: &[(u32, &str, &str)]) -> Vec<Migration> {
-    let mut all = init_fn::migrate::embedded();
+    let mut all = init_fn::engine::run::embedded();
     all.extend(extra.iter().map(|(v, n, s)| Migration::new(*v, n, s)));
     all
 }

@@ -19,13 +19,13 @@ pub use self::{
 
 // The function's own statement splitter and lock classifier (std only), without linking the function.
 #[allow(dead_code)]
-#[path = "../../init-fn/src/plan.rs"]
+#[path = "../../init-fn/src/plan/locks.rs"]
 mod plan;
 #[allow(dead_code)]
 #[path = "../../init-fn/src/sql.rs"]
 pub(crate) mod sql;
 
-/// The first line that makes a migration run outside a transaction (as in `init_fn::migrate`).
+/// The first line that makes a migration run outside a transaction (as in `init_fn::engine::run`).
 const NO_TRANSACTION: &str = "-- init-fn: no-transaction";
 /// Rules about what a statement does to a table's existing rows or readers: moot when the file itself
 /// created the table earlier (it is empty and nobody uses it yet).

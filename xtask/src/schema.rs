@@ -14,18 +14,18 @@ use crate::{
 
 // The function's catalog reader and canonical rendering, without linking the function (its AWS SDK).
 #[allow(dead_code)]
-#[path = "../../init-fn/src/catalog.rs"]
+#[path = "../../init-fn/src/schema/catalog.rs"]
 mod catalog;
-#[path = "../../init-fn/src/description.rs"]
+#[path = "../../init-fn/src/schema/description.rs"]
 mod description;
-// `description` reaches it as `super::schema`, as in the function.
+// `description` reaches it as `super::model`, as in the function.
 #[allow(dead_code, clippy::module_inception)]
-#[path = "../../init-fn/src/schema.rs"]
-mod schema;
+#[path = "../../init-fn/src/schema/model.rs"]
+mod model;
 
 /// The expected schema's file, relative to the project root.
 pub const SCHEMA_FILE: &str = "sql/schema.txt";
-/// The first line that makes a migration run outside a transaction (as in `init_fn::migrate`).
+/// The first line that makes a migration run outside a transaction (as in `init_fn::engine::run`).
 const NO_TRANSACTION: &str = "-- init-fn: no-transaction";
 /// The ledger's table name, left out of the reading like the function leaves it out.
 const LEDGER_TABLE: &str = "_init_fn_migrations";

@@ -15,7 +15,7 @@ use crate::aws::{self, Clients, Settings, SettingsArgs};
 use crate::deploy::desired::Desired;
 use crate::deploy::secret::Secret;
 use crate::{preflight, s3_preflight, yaml};
-use init_fn::migration::Migration;
+use init_fn::engine::migration::Migration;
 use xtask::build;
 
 /// The template's dialect.
@@ -145,7 +145,7 @@ pub async fn template(
     }
     // The code is a parameter of the template, so its hash is no part of what it renders.
     let desired = Desired::new(s, &network, &secret, String::new());
-    let checksum = migrations_checksum(&init_fn::migration::embedded());
+    let checksum = migrations_checksum(&init_fn::engine::migration::embedded());
     Ok(render(&desired, format, &checksum, code_uri))
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::PgChoice;
+use super::{PgChoice, docker_answers};
 
 /// The image `docker` uses unless `--image` says otherwise.
 pub const DEFAULT_IMAGE: &str = "postgres:17";
@@ -27,21 +27,9 @@ pub fn split_image(image: &str) -> anyhow::Result<(&str, &str)> {
     }
 }
 
-/// A Docker engine answers within [`DOCKER_PROBE_TIMEOUT`]: bollard's ping with the `docker` feature,
-/// else `docker info` (no Docker client compiled in).
-pub async fn docker_answers() -> bool {
-    #[cfg(feature = "docker")]
-    {
-        super::container::engine_answers().await
-    }
-    #[cfg(not(feature = "docker"))]
-    {
-        cli_answers().await
-    }
-}
-
+/// `docker info` answers within [`DOCKER_PROBE_TIMEOUT`] (the probe without a Docker client compiled in).
 #[cfg(not(feature = "docker"))]
-async fn cli_answers() -> bool {
+pub async fn cli_answers() -> bool {
     use std::process::Stdio;
     let probe = tokio::process::Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])

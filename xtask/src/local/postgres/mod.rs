@@ -19,9 +19,20 @@ use anyhow::{Context, bail};
 
 use super::tls::SERVER_NAME;
 pub use cluster::local_bin_dir;
-pub use docker::{
-    DEFAULT_IMAGE, LABEL_KEY, LABEL_VALUE, choice_needs_docker, docker_answers, hand_over_if_docker,
-};
+pub use docker::{DEFAULT_IMAGE, LABEL_KEY, LABEL_VALUE, choice_needs_docker, hand_over_if_docker};
+/// A Docker engine answers within the probe's timeout: bollard's ping with the `docker` feature, else
+/// `docker info` (no Docker client compiled in).
+pub async fn docker_answers() -> bool {
+    #[cfg(feature = "docker")]
+    {
+        container::engine_answers().await
+    }
+    #[cfg(not(feature = "docker"))]
+    {
+        docker::cli_answers().await
+    }
+}
+
 pub use dump::normalize_dump;
 /// The provider's testcontainers (and through it bollard), for tests that inspect its containers.
 #[cfg(feature = "docker")]

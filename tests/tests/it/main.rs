@@ -1,0 +1,28 @@
+//! The end-to-end tests, one module per subject, linked as one test binary (`it`): Cargo links it
+//! once instead of once per file. Run one subject's tests with `cargo test -p tests --test it -- drift::`.
+
+mod bad_inputs;
+mod custom_resource;
+mod deploy;
+mod deploy_faults;
+mod docker_provider;
+mod drift;
+mod emulators;
+mod engine;
+mod events;
+mod faults;
+mod invoke;
+mod invoke_local;
+mod lint;
+mod locks;
+mod log_format;
+mod logs;
+mod migrate_new;
+mod plan;
+mod rie;
+mod row_counts;
+mod sql_examples;
+mod sql_split;
+mod template;
+mod test_local;
+mod tls_psql;
