@@ -5,6 +5,7 @@
 //! sorted into `Connect`, `Tls` and `Auth`, and a session the server abandons (locks released) soon
 //! after the function dies: keepalives both ways and `client_connection_check_interval`.
 
+pub mod iam;
 pub mod secret;
 pub mod tls;
 

@@ -16,6 +16,11 @@ use crate::error::{InitError, chain, one_line};
 pub struct Password(String);
 
 impl Password {
+    /// Wraps a credential (a password, an IAM token) so that it never prints.
+    pub fn new(text: String) -> Password {
+        Password(text)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
