@@ -33,8 +33,30 @@ pub enum DriftPolicy {
     Fail,
 }
 
+/// `DB_AUTH`: how the function proves who it is to the database.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Auth {
+    /// The password from the Secrets Manager secret `DB_SECRET_ID` (the default).
+    #[default]
+    Secret,
+    /// An RDS IAM auth token signed with the execution role's credentials for `region`
+    /// (`AWS_REGION`); no secret is read.
+    Iam { region: String },
+}
+
+impl Auth {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Auth::Secret => "secret",
+            Auth::Iam { .. } => "iam",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `DB_AUTH`: `secret` (default) or `iam`.
+    pub auth: Auth,
     /// `DB_HOST`; may instead come from an RDS-managed JSON secret.
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -58,6 +80,9 @@ pub const DEFAULT_PORT: u16 = 5432;
 pub const DEFAULT_DBNAME: &str = "documents_db";
 pub const DEFAULT_USER: &str = "postgres";
 pub const DEFAULT_SECRET_ID: &str = "ca-a2a/db-password";
+/// The login role `DB_AUTH=iam` connects as when `DB_USER` is unset (the master user cannot take
+/// IAM tokens without losing its password login).
+pub const DEFAULT_IAM_USER: &str = "init_fn_migrator";
 
 impl Config {
     /// Reads the process environment.
@@ -120,6 +145,38 @@ impl Config {
                 )));
             }
         };
+        let auth = match get("DB_AUTH").as_deref() {
+            None | Some("secret") => Auth::Secret,
+            Some("iam") => {
+                if !matches!(sslmode, SslMode::VerifyFull | SslMode::VerifyCa) {
+                    return Err(InitError::Config(format!(
+                        "DB_AUTH=iam needs DB_SSLMODE=verify-full or verify-ca, not {}: the token is a \
+                         credential for 15 minutes and must only travel to a server whose certificate is verified",
+                        sslmode.as_str()
+                    )));
+                }
+                let region = text("AWS_REGION")?
+                    .or(text("AWS_DEFAULT_REGION")?)
+                    .ok_or_else(|| {
+                        InitError::Config(
+                            "DB_AUTH=iam needs AWS_REGION (the region the token is signed for)"
+                                .to_string(),
+                        )
+                    })?;
+                if text("DB_HOST")?.is_none() {
+                    return Err(InitError::Config(
+                        "DB_AUTH=iam needs DB_HOST (the token is signed for the host and port; no secret supplies them)"
+                            .to_string(),
+                    ));
+                }
+                Auth::Iam { region }
+            }
+            Some(other) => {
+                return Err(InitError::Config(format!(
+                    "DB_AUTH={other:?} is not one of secret, iam"
+                )));
+            }
+        };
         let ca_bundle = text("DB_CA_BUNDLE")?.map(PathBuf::from);
         if let Some(path) = &ca_bundle
             && !path.is_file()
@@ -132,6 +189,7 @@ impl Config {
         // Read by `metrics` itself; checked here so a bad value is a `Config` error like any other.
         crate::invocation::metrics::namespace(lookup("METRICS_NAMESPACE").as_deref())?;
         Ok(Config {
+            auth,
             host: text("DB_HOST")?,
             port,
             dbname: text("DB_NAME")?,
@@ -152,6 +210,33 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iam_mode() {
+        let c = config(&[
+            ("DB_AUTH", "iam"),
+            ("DB_HOST", "db.internal"),
+            ("AWS_REGION", "eu-west-3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.auth,
+            Auth::Iam {
+                region: "eu-west-3".to_string()
+            }
+        );
+        for mode in ["disable", "require"] {
+            let err = config(&[
+                ("DB_AUTH", "iam"),
+                ("DB_HOST", "h"),
+                ("AWS_REGION", "eu-west-3"),
+                ("DB_SSLMODE", mode),
+            ])
+            .unwrap_err();
+            assert_eq!(err.error_type(), "Config");
+            assert!(err.to_string().contains("DB_AUTH=iam needs DB_SSLMODE"), "{err}");
+        }
+    }
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, InitError> {
         Config::from_lookup(|name| {
@@ -174,6 +259,7 @@ mod tests {
         assert_eq!(c.ddl_lock_timeout, Duration::from_secs(5));
         assert_eq!(c.deadline_margin, Duration::from_secs(3));
         assert_eq!(c.drift, DriftPolicy::Warn);
+        assert_eq!(c.auth, Auth::Secret);
         let fail = config(&[("DB_DRIFT", "fail")]).unwrap();
         assert_eq!(fail.drift, DriftPolicy::Fail);
     }
@@ -200,6 +286,16 @@ mod tests {
             ),
             (vec![("DB_HOST", "  ")], "DB_HOST"),
             (vec![("DB_DRIFT", "strict")], "DB_DRIFT"),
+            (vec![("DB_AUTH", "password")], "DB_AUTH"),
+            (
+                vec![("DB_AUTH", "iam"), ("DB_SSLMODE", "require")],
+                "verify-full",
+            ),
+            (
+                vec![("DB_AUTH", "iam"), ("DB_HOST", "h"), ("AWS_REGION", " ")],
+                "AWS_REGION",
+            ),
+            (vec![("DB_AUTH", "iam"), ("AWS_REGION", "eu-west-3")], "DB_HOST"),
             (
                 vec![("DB_CA_BUNDLE", "/nonexistent/ca.pem")],
                 "DB_CA_BUNDLE",

@@ -1,7 +1,10 @@
 //! The handler: the state every invocation shares (built once at cold start), and `handle`, the
-//! whole invocation: event → secret → TLS session → migration engine → report (→ a custom
-//! resource's answer).
-use std::{sync::OnceLock, time::SystemTime};
+//! whole invocation: event → secret (or IAM token) → TLS session → migration engine → report (→ a
+//! custom resource's answer).
+use std::{
+    sync::{Mutex, OnceLock},
+    time::SystemTime,
+};
 
 use serde::Serialize;
 
@@ -13,6 +16,9 @@ pub struct State {
     /// A bad environment is reported on every invocation as `Config`, not as a crash loop.
     ready: Result<Ready, InitError>,
     secrets: aws_sdk_secretsmanager::Client,
+    /// The secret that last logged in, kept for warm invocations; forgotten as soon as the server
+    /// refuses its password (a rotation), then read again.
+    secret: Mutex<Option<crate::session::secret::Secret>>,
     migrations: Vec<crate::engine::run::Migration>,
     /// What the migrations produce (`sql/schema.txt`, parsed once): what drift compares with.
     expected: Option<crate::schema::model::Schema>,
@@ -50,6 +56,7 @@ impl State {
         State {
             ready,
             secrets,
+            secret: Mutex::new(None),
             migrations,
             expected,
             answers: crate::invocation::custom_resource::Client::default(),
@@ -60,6 +67,17 @@ impl State {
     /// that bring their own migrations bring the schema they produce).
     pub fn with_expected(self, expected: Option<crate::schema::model::Schema>) -> State {
         State { expected, ..self }
+    }
+
+    fn cached_secret(&self) -> Option<crate::session::secret::Secret> {
+        self.secret
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn keep_secret(&self, secret: Option<crate::session::secret::Secret>) {
+        *self.secret.lock().unwrap_or_else(|e| e.into_inner()) = secret;
     }
 
     /// The configured database's name (the default when unset or the configuration is bad).
@@ -217,32 +235,8 @@ async fn invocation(
     cancel: &OnceLock<crate::session::Canceller>,
 ) -> Result<Report, InitError> {
     let config = &ready.config;
-    tracing::info!(?action, secret_id = %config.secret_id, "fetching the database secret");
-    let secret = crate::session::secret::fetch(&state.secrets, &config.secret_id).await?;
-    let target = crate::session::Target {
-        host: config.host.clone().or(secret.host).ok_or_else(|| {
-            InitError::Config("DB_HOST is not set and the secret carries no host".to_string())
-        })?,
-        port: config
-            .port
-            .or(secret.port)
-            .unwrap_or(crate::config::DEFAULT_PORT),
-        dbname: config
-            .dbname
-            .clone()
-            .or(secret.dbname)
-            .unwrap_or_else(|| crate::config::DEFAULT_DBNAME.to_string()),
-        user: config
-            .user
-            .clone()
-            .or(secret.username)
-            .unwrap_or_else(|| crate::config::DEFAULT_USER.to_string()),
-        password: secret.password,
-        sslmode: config.sslmode,
-        connect_timeout: config.connect_timeout,
-    };
-    tracing::info!(host = %target.host, port = target.port, db = %target.dbname, sslmode = target.sslmode.as_str(), "connecting");
-    let (mut client, notices) = crate::session::connect(&target, ready.tls.clone()).await?;
+    // Boxed: the login paths nest deep enough to hit the layout recursion limit inline.
+    let (mut client, notices) = Box::pin(open(state, ready, action)).await?;
     let canceller =
         cancel.get_or_init(|| crate::session::Canceller::new(&client, ready.tls.clone()));
     let options = crate::engine::run::Options {
@@ -260,4 +254,127 @@ async fn invocation(
         crate::engine::run::run(&mut client, &notices, &state.migrations, action, &options).await?;
     tracing::info!(ms = report.duration_ms, "done");
     Ok(report)
+}
+
+/// The database session, logged in per `DB_AUTH`.
+async fn open(
+    state: &State,
+    ready: &Ready,
+    action: Action,
+) -> Result<(tokio_postgres::Client, crate::session::Notices), InitError> {
+    let config = &ready.config;
+    let region = match &config.auth {
+        crate::config::Auth::Iam { region } => region,
+        crate::config::Auth::Secret => return open_with_secret(state, ready, action).await,
+    };
+    let credentials = crate::session::iam::Credentials::from_env()?;
+    let host = config.host.clone().ok_or_else(|| {
+        InitError::Config("DB_AUTH=iam needs DB_HOST".to_string())
+    })?;
+    let port = config.port.unwrap_or(crate::config::DEFAULT_PORT);
+    let user = config
+        .user
+        .clone()
+        .unwrap_or_else(|| crate::config::DEFAULT_IAM_USER.to_string());
+    tracing::info!(?action, %user, %region, "signing an IAM database token (no secret is read)");
+    let password =
+        crate::session::iam::token(&host, port, &user, region, &credentials, SystemTime::now())?;
+    let target = crate::session::Target {
+        host,
+        port,
+        dbname: config
+            .dbname
+            .clone()
+            .unwrap_or_else(|| crate::config::DEFAULT_DBNAME.to_string()),
+        user,
+        password,
+        sslmode: config.sslmode,
+        connect_timeout: config.connect_timeout,
+    };
+    log_connecting(&target);
+    crate::session::connect(&target, ready.tls.clone())
+        .await
+        .map_err(|err| crate::session::iam::refused(err, &target.user))
+}
+
+/// `DB_AUTH=secret`: the kept secret, or a fresh read. When the server refuses the password
+/// (28P01: the secret was rotated since), the secret is read once more and, if it changed, the
+/// login retried once; a second refusal is `Auth`.
+async fn open_with_secret(
+    state: &State,
+    ready: &Ready,
+    action: Action,
+) -> Result<(tokio_postgres::Client, crate::session::Notices), InitError> {
+    let config = &ready.config;
+    let secret = match state.cached_secret() {
+        Some(secret) => secret,
+        None => {
+            tracing::info!(?action, secret_id = %config.secret_id, "fetching the database secret");
+            crate::session::secret::fetch(&state.secrets, &config.secret_id).await?
+        }
+    };
+    let target = secret_target(config, &secret)?;
+    log_connecting(&target);
+    let err = match crate::session::connect(&target, ready.tls.clone()).await {
+        Ok(session) => {
+            state.keep_secret(Some(secret));
+            return Ok(session);
+        }
+        Err(err) => err,
+    };
+    state.keep_secret(None);
+    if !is_refused_password(&err) {
+        return Err(err);
+    }
+    tracing::warn!(secret_id = %config.secret_id, "the server refused the secret's password; reading the secret again (rotated?)");
+    let again = crate::session::secret::fetch(&state.secrets, &config.secret_id).await?;
+    if again.password.expose() == secret.password.expose() {
+        return Err(err);
+    }
+    let target = secret_target(config, &again)?;
+    let session = crate::session::connect(&target, ready.tls.clone()).await?;
+    state.keep_secret(Some(again));
+    Ok(session)
+}
+
+/// An `Auth` failure for a wrong password (SQLSTATE 28P01), not a pg_hba rejection.
+fn is_refused_password(err: &InitError) -> bool {
+    matches!(err, InitError::Auth(message) if message.contains("SQLSTATE 28P01"))
+}
+
+/// Where to connect: the environment first, then what the secret carries, then the defaults.
+fn secret_target(
+    config: &Config,
+    secret: &crate::session::secret::Secret,
+) -> Result<crate::session::Target, InitError> {
+    Ok(crate::session::Target {
+        host: config
+            .host
+            .clone()
+            .or_else(|| secret.host.clone())
+            .ok_or_else(|| {
+                InitError::Config("DB_HOST is not set and the secret carries no host".to_string())
+            })?,
+        port: config
+            .port
+            .or(secret.port)
+            .unwrap_or(crate::config::DEFAULT_PORT),
+        dbname: config
+            .dbname
+            .clone()
+            .or_else(|| secret.dbname.clone())
+            .unwrap_or_else(|| crate::config::DEFAULT_DBNAME.to_string()),
+        user: config
+            .user
+            .clone()
+            .or_else(|| secret.username.clone())
+            .unwrap_or_else(|| crate::config::DEFAULT_USER.to_string()),
+        password: secret.password.clone(),
+        sslmode: config.sslmode,
+        connect_timeout: config.connect_timeout,
+    })
+}
+
+fn log_connecting(target: &crate::session::Target) {
+    tracing::info!(host = %target.host, port = target.port, db = %target.dbname, user = %target.user, sslmode = target.sslmode.as_str(), "connecting");
 }
