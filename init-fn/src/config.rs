@@ -234,7 +234,10 @@ mod tests {
             ])
             .unwrap_err();
             assert_eq!(err.error_type(), "Config");
-            assert!(err.to_string().contains("DB_AUTH=iam needs DB_SSLMODE"), "{err}");
+            assert!(
+                err.to_string().contains("DB_AUTH=iam needs DB_SSLMODE"),
+                "{err}"
+            );
         }
     }
 
@@ -295,7 +298,10 @@ mod tests {
                 vec![("DB_AUTH", "iam"), ("DB_HOST", "h"), ("AWS_REGION", " ")],
                 "AWS_REGION",
             ),
-            (vec![("DB_AUTH", "iam"), ("AWS_REGION", "eu-west-3")], "DB_HOST"),
+            (
+                vec![("DB_AUTH", "iam"), ("AWS_REGION", "eu-west-3")],
+                "DB_HOST",
+            ),
             (
                 vec![("DB_CA_BUNDLE", "/nonexistent/ca.pem")],
                 "DB_CA_BUNDLE",

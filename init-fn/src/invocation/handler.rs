@@ -268,9 +268,10 @@ async fn open(
         crate::config::Auth::Secret => return open_with_secret(state, ready, action).await,
     };
     let credentials = crate::session::iam::Credentials::from_env()?;
-    let host = config.host.clone().ok_or_else(|| {
-        InitError::Config("DB_AUTH=iam needs DB_HOST".to_string())
-    })?;
+    let host = config
+        .host
+        .clone()
+        .ok_or_else(|| InitError::Config("DB_AUTH=iam needs DB_HOST".to_string()))?;
     let port = config.port.unwrap_or(crate::config::DEFAULT_PORT);
     let user = config
         .user

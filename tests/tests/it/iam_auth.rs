@@ -140,7 +140,10 @@ fn iam_spec(
             server.pg.ca_bundle_path().unwrap().display().to_string(),
         ),
         // Reachable, counted, and never to be called in iam mode.
-        ("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), secrets.endpoint()),
+        (
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER".into(),
+            secrets.endpoint(),
+        ),
         ("AWS_REGION".into(), REGION.into()),
     ];
     spec.timeout = Duration::from_secs(60);
@@ -181,11 +184,8 @@ async fn the_bootstrap_migrates_with_iam_under_both_runtimes() -> anyhow::Result
         let fresh = format!("fresh_{}", runtime.name());
         server.pg.create_database(&fresh).await?;
         server.setup_migrator(&fresh).await?;
-        let mut function = Function::start(
-            runtime,
-            iam_spec(&bootstrap, &server, &secrets, &fresh),
-        )
-        .await?;
+        let mut function =
+            Function::start(runtime, iam_spec(&bootstrap, &server, &secrets, &fresh)).await?;
         let mut logs = String::new();
         for (action, states) in [
             ("apply", "applied"),
@@ -196,28 +196,37 @@ async fn the_bootstrap_migrates_with_iam_under_both_runtimes() -> anyhow::Result
         ] {
             let (report, log) = run(&mut function, action).await?;
             logs.push_str(&log);
-            assert_eq!(report["status"], "ok", "{}: {action}: {report:#}", runtime.name());
+            assert_eq!(
+                report["status"],
+                "ok",
+                "{}: {action}: {report:#}",
+                runtime.name()
+            );
             let got = tests::harness::states(&report);
-            assert!(!got.is_empty() && got.iter().all(|s| s == states), "{action}: {got:?}");
+            assert!(
+                !got.is_empty() && got.iter().all(|s| s == states),
+                "{action}: {got:?}"
+            );
         }
         function.shutdown().await;
 
         // A database the original initialised (the master user ran the SQL, no ledger), adopted.
         let adopted = format!("adopted_{}", runtime.name());
         server.pg.create_database(&adopted).await?;
-        let original = std::fs::read_to_string(
-            tests::harness::root().join("sql/0001_initial_schema.sql"),
-        )?;
-        server.pg.client(&adopted).await?.batch_execute(&original).await?;
+        let original =
+            std::fs::read_to_string(tests::harness::root().join("sql/0001_initial_schema.sql"))?;
+        server
+            .pg
+            .client(&adopted)
+            .await?
+            .batch_execute(&original)
+            .await?;
         let reads = secrets.request_count();
         server.setup_migrator(&adopted).await?;
         // Twice: the setup is idempotent.
         server.setup_migrator(&adopted).await?;
-        let mut function = Function::start(
-            runtime,
-            iam_spec(&bootstrap, &server, &secrets, &adopted),
-        )
-        .await?;
+        let mut function =
+            Function::start(runtime, iam_spec(&bootstrap, &server, &secrets, &adopted)).await?;
         for (action, state) in [
             ("apply", "adopted"),
             ("apply", "already_applied"),
@@ -267,8 +276,14 @@ async fn cold_start_iam_vs_secret() -> anyhow::Result<()> {
     let secrets = SecretsManager::start().await?;
     let mut figures = Vec::new();
     for (mode, spec) in [
-        ("secret", secret_spec(&bootstrap, &server, &secrets, "documents_db")),
-        ("iam", iam_spec(&bootstrap, &server, &secrets, "documents_db")),
+        (
+            "secret",
+            secret_spec(&bootstrap, &server, &secrets, "documents_db"),
+        ),
+        (
+            "iam",
+            iam_spec(&bootstrap, &server, &secrets, "documents_db"),
+        ),
     ] {
         let mut samples = Vec::new();
         for _ in 0..5 {
@@ -280,7 +295,10 @@ async fn cold_start_iam_vs_secret() -> anyhow::Result<()> {
             function.shutdown().await;
         }
         samples.sort();
-        figures.push(format!("{mode}: cold status median {} ms {samples:?}", samples[2]));
+        figures.push(format!(
+            "{mode}: cold status median {} ms {samples:?}",
+            samples[2]
+        ));
     }
     println!("{}", figures.join("\n"));
     server.stop().await
