@@ -22,9 +22,33 @@ pub use aws_sdk_secretsmanager as secretsmanager;
 /// Region when neither `--region`, `AWS_REGION` nor the metadata says one.
 pub const DEFAULT_REGION: &str = "eu-west-3";
 
+/// How the function logs in to the database (`DB_AUTH`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DbAuth {
+    /// The password from the Secrets Manager secret (the role may read that one secret)
+    #[default]
+    Secret,
+    /// An RDS IAM token signed with the function's role (the role may `rds-db:connect` as one user)
+    Iam,
+}
+
+impl DbAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbAuth::Secret => "secret",
+            DbAuth::Iam => "iam",
+        }
+    }
+}
+
 /// The deploy settings, after the metadata table, the environment and the flags.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
+    /// `secret` or `iam` [metadata: auth].
+    pub auth: DbAuth,
+    /// The login role in `iam` mode [metadata: iam_db_user, init_fn_migrator]; `db_user` is the
+    /// master user the secret belongs to.
+    pub iam_db_user: String,
     pub function_name: String,
     pub role: String,
     pub region: String,
@@ -65,6 +89,8 @@ fn parse_named<T: clap::ValueEnum>(key: &str, value: &str, expected: &str) -> an
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Metadata {
+    auth: Option<String>,
+    iam_db_user: Option<String>,
     function_name: String,
     role: String,
     region: Option<String>,
@@ -117,6 +143,13 @@ impl Settings {
             .lambda
             .deploy;
         let s = Settings {
+            auth: match &m.auth {
+                Some(v) => parse_named("auth", v, "secret, iam")?,
+                None => DbAuth::Secret,
+            },
+            iam_db_user: m
+                .iam_db_user
+                .unwrap_or_else(|| "init_fn_migrator".to_string()),
             function_name: m.function_name,
             role: m.role,
             region: m.region.unwrap_or_else(|| DEFAULT_REGION.to_string()),
@@ -186,6 +219,14 @@ impl Settings {
         s.checked()
     }
 
+    /// The database user the function logs in as: the migration role in `iam` mode.
+    pub fn function_db_user(&self) -> &str {
+        match self.auth {
+            DbAuth::Secret => &self.db_user,
+            DbAuth::Iam => &self.iam_db_user,
+        }
+    }
+
     /// The SDK configuration for these settings: region, profile, the environment's credentials and
     /// endpoint overrides (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_LAMBDA`, ...).
     pub async fn sdk_config(&self) -> SdkConfig {
@@ -202,6 +243,9 @@ impl Settings {
 /// Overrides of the metadata table, shared by deploy, invoke and clean.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct SettingsArgs {
+    /// How the function logs in to the database [metadata: auth, secret]
+    #[arg(long, value_enum)]
+    pub auth: Option<DbAuth>,
     /// Lambda function name [metadata: function_name]
     #[arg(long)]
     pub function_name: Option<String>,
@@ -284,6 +328,9 @@ impl SettingsArgs {
         }
         if let Some(d) = self.log_retention_days {
             s.log_retention_days = d;
+        }
+        if let Some(a) = self.auth {
+            s.auth = a;
         }
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use anyhow::{Context, bail};
 
-use crate::aws::{Clients, Settings, ec2};
+use crate::aws::{Clients, DbAuth, Settings, ec2};
 use crate::aws_error::call_failed;
 use crate::routes;
 
@@ -20,6 +20,12 @@ pub struct Network {
     pub db_security_groups: Vec<String>,
     pub function_subnets: Vec<String>,
     pub function_security_groups: Vec<String>,
+    /// The instance's `DbiResourceId` (`db-…`): what an `rds-db:connect` ARN names.
+    pub resource_id: String,
+    /// The account in the instance's ARN.
+    pub account: String,
+    /// Whether IAM database authentication is enabled on the instance.
+    pub iam_auth_enabled: bool,
 }
 
 impl fmt::Display for Network {
@@ -99,6 +105,13 @@ pub async fn discover(c: &Clients, s: &Settings) -> anyhow::Result<Network> {
         function_security_groups: pick(&s.security_groups, &db_security_groups),
         db_subnets,
         db_security_groups,
+        resource_id: db.dbi_resource_id().unwrap_or_default().to_string(),
+        account: db
+            .db_instance_arn()
+            .and_then(|arn| arn.split(':').nth(4))
+            .unwrap_or_default()
+            .to_string(),
+        iam_auth_enabled: db.iam_database_authentication_enabled().unwrap_or(false),
     };
     if network.host.is_empty() || network.vpc_id.is_empty() {
         bail!(
@@ -159,9 +172,42 @@ pub async fn check(c: &Clients, s: &Settings, n: &Network) -> anyhow::Result<Pre
     Ok(Preflight {
         checks: vec![
             check_postgres_path(c, n).await?,
-            check_secrets_manager_path(c, s, n).await?,
+            match s.auth {
+                DbAuth::Secret => check_secrets_manager_path(c, s, n).await?,
+                DbAuth::Iam => check_iam_auth(s, n),
+            },
         ],
     })
+}
+
+/// `auth = "iam"`: the instance must take IAM tokens. Deploy never changes the instance; the fix is
+/// the exact command to run.
+pub fn check_iam_auth(s: &Settings, n: &Network) -> Check {
+    if n.iam_auth_enabled {
+        return Check {
+            name: "rds iam database authentication",
+            ok: true,
+            detail: format!(
+                "enabled on {} ({}); the function connects as {}",
+                n.instance,
+                n.resource_id,
+                s.function_db_user()
+            ),
+            fix: None,
+        };
+    }
+    Check {
+        name: "rds iam database authentication",
+        ok: false,
+        detail: format!(
+            "not enabled on {}: it would refuse the function's token (deploy does not modify the instance)",
+            n.instance
+        ),
+        fix: Some(format!(
+            "aws rds modify-db-instance --db-instance-identifier {} --enable-iam-database-authentication --apply-immediately --region {}",
+            n.instance, s.region
+        )),
+    }
 }
 
 /// An IPv4 CIDR as (network, prefix length).

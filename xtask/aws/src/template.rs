@@ -133,8 +133,17 @@ pub async fn template(
     let c = &c.for_command();
     let network = preflight::discover(c, s).await?;
     writeln!(log, "{network}")?;
-    let secret = Secret::discover(c, s).await?;
-    writeln!(log, "{secret}")?;
+    let secret = match s.auth {
+        crate::aws::DbAuth::Secret => {
+            let secret = Secret::discover(c, s).await?;
+            writeln!(log, "{secret}")?;
+            Some(secret)
+        }
+        crate::aws::DbAuth::Iam => {
+            writeln!(log, "auth: iam (no secret)")?;
+            None
+        }
+    };
     let mut checks = preflight::check(c, s, &network).await?;
     checks
         .checks
@@ -144,7 +153,7 @@ pub async fn template(
         bail!("template: preflight failed, no template was written (see above for what to create)");
     }
     // The code is a parameter of the template, so its hash is no part of what it renders.
-    let desired = Desired::new(s, &network, &secret, String::new());
+    let desired = Desired::new(s, &network, secret.as_ref(), String::new());
     let checksum = migrations_checksum(&init_fn::engine::migration::embedded());
     Ok(render(&desired, format, &checksum, code_uri))
 }

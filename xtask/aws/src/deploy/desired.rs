@@ -17,6 +17,8 @@ pub const VPC_ACCESS_POLICY: &str =
     "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole";
 /// Name of the inline policy that grants reading the one secret.
 pub const SECRET_POLICY_NAME: &str = "read-db-secret";
+/// Name of the inline policy that grants `rds-db:connect` as the one database user (`auth = "iam"`).
+pub const IAM_CONNECT_POLICY_NAME: &str = "connect-db-iam";
 
 /// Everything deploy creates or updates.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,27 +78,49 @@ pub struct FunctionSpec {
 }
 
 impl Desired {
-    /// The desired state for these settings, the discovered network and secret, and the code whose
-    /// hash is `code_sha256`.
-    pub fn new(s: &Settings, network: &Network, secret: &Secret, code_sha256: String) -> Desired {
+    /// The desired state for these settings, the discovered network and secret (`None` with
+    /// `auth = "iam"`: no secret is read), and the code whose hash is `code_sha256`.
+    pub fn new(
+        s: &Settings,
+        network: &Network,
+        secret: Option<&Secret>,
+        code_sha256: String,
+    ) -> Desired {
+        let (policy, mut env) = match secret {
+            Some(secret) => (
+                (
+                    SECRET_POLICY_NAME,
+                    secret_policy(&secret.arn, secret.kms_key.as_deref(), &s.region),
+                ),
+                vec![
+                    ("DB_USER", s.db_user.clone()),
+                    ("DB_SECRET_ID", secret.arn.clone()),
+                ],
+            ),
+            None => (
+                (
+                    IAM_CONNECT_POLICY_NAME,
+                    iam_connect_policy(&dbuser_arn(s, network)),
+                ),
+                vec![
+                    ("DB_AUTH", "iam".to_string()),
+                    ("DB_USER", s.iam_db_user.clone()),
+                ],
+            ),
+        };
         let role = RoleSpec {
             name: s.role.clone(),
             description: "init-fn: applies documents_db migrations (cargo xtask deploy)",
             trust_policy: trust_policy(),
             managed_policies: vec![VPC_ACCESS_POLICY.to_string()],
-            inline_policies: BTreeMap::from([(
-                SECRET_POLICY_NAME.to_string(),
-                secret_policy(&secret.arn, secret.kms_key.as_deref(), &s.region),
-            )]),
+            inline_policies: BTreeMap::from([(policy.0.to_string(), policy.1)]),
         };
-        let env = [
+        env.extend([
             ("DB_HOST", network.host.clone()),
             ("DB_PORT", network.port.to_string()),
             ("DB_NAME", s.database.clone()),
-            ("DB_USER", s.db_user.clone()),
-            ("DB_SECRET_ID", secret.arn.clone()),
             ("DB_SSLMODE", s.sslmode.clone()),
-        ];
+        ]);
         let log_group = LogGroupSpec {
             name: crate::logs::group_name(&s.function_name),
             retention_days: s.log_retention_days,
@@ -138,6 +162,28 @@ pub fn trust_policy() -> Value {
             "Effect": "Allow",
             "Principal": {"Service": "lambda.amazonaws.com"},
             "Action": "sts:AssumeRole"
+        }]
+    })
+}
+
+/// `arn:aws:rds-db:<region>:<account>:dbuser:<DbiResourceId>/<user>`: the one user the function
+/// may log in as with an IAM token.
+pub fn dbuser_arn(s: &Settings, network: &Network) -> String {
+    format!(
+        "arn:aws:rds-db:{}:{}:dbuser:{}/{}",
+        s.region, network.account, network.resource_id, s.iam_db_user
+    )
+}
+
+/// The inline policy of `auth = "iam"`: `rds-db:connect` on the one database user, nothing else.
+pub fn iam_connect_policy(dbuser_arn: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ConnectAsMigrator",
+            "Effect": "Allow",
+            "Action": "rds-db:connect",
+            "Resource": dbuser_arn
         }]
     })
 }
@@ -222,12 +268,15 @@ mod tests {
             db_security_groups: vec!["sg-db".into()],
             function_subnets: vec!["subnet-a".into(), "subnet-b".into()],
             function_security_groups: vec!["sg-db".into()],
+            resource_id: "db-ABCDEFGHIJKL".into(),
+            account: "111122223333".into(),
+            iam_auth_enabled: true,
         };
         let secret = Secret {
             arn: SECRET.into(),
             kms_key: None,
         };
-        let d = Desired::new(&s, &network, &secret, code_sha256(b"zip"));
+        let d = Desired::new(&s, &network, Some(&secret), code_sha256(b"zip"));
         assert_eq!(d.role.name, "ca-a2a-lambda-db-init-role");
         assert_eq!(d.role.managed_policies, [VPC_ACCESS_POLICY]);
         assert_eq!(
@@ -266,7 +315,7 @@ mod tests {
             log_level: None,
             ..s
         };
-        let d = Desired::new(&text, &network, &secret, code_sha256(b"zip"));
+        let d = Desired::new(&text, &network, Some(&secret), code_sha256(b"zip"));
         assert_eq!(
             (
                 d.function.logging.application_level,
@@ -274,5 +323,27 @@ mod tests {
             ),
             (None, None)
         );
+
+        // auth = "iam": rds-db:connect on the one dbuser, no secretsmanager, DB_AUTH=iam.
+        let iam = Settings {
+            auth: crate::aws::DbAuth::Iam,
+            ..text
+        };
+        let d = Desired::new(&iam, &network, None, code_sha256(b"zip"));
+        assert_eq!(
+            d.role.inline_policies.keys().collect::<Vec<_>>(),
+            [IAM_CONNECT_POLICY_NAME]
+        );
+        let policy = &d.role.inline_policies[IAM_CONNECT_POLICY_NAME];
+        assert_eq!(policy["Statement"].as_array().unwrap().len(), 1);
+        assert_eq!(policy["Statement"][0]["Action"], "rds-db:connect");
+        assert_eq!(
+            policy["Statement"][0]["Resource"],
+            "arn:aws:rds-db:eu-west-3:111122223333:dbuser:db-ABCDEFGHIJKL/init_fn_migrator"
+        );
+        assert!(!policy.to_string().contains("secretsmanager"));
+        assert_eq!(d.function.env["DB_AUTH"], "iam");
+        assert_eq!(d.function.env["DB_USER"], "init_fn_migrator");
+        assert!(!d.function.env.contains_key("DB_SECRET_ID"));
     }
 }

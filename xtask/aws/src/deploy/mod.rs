@@ -70,7 +70,8 @@ impl Deploy {
 #[derive(Debug)]
 pub struct DeployReport {
     pub network: Network,
-    pub secret: Secret,
+    /// `None` with `auth = "iam"`: no secret is read or granted.
+    pub secret: Option<Secret>,
     pub preflight: Preflight,
     pub desired: Desired,
     pub changes: Vec<Change>,
@@ -88,14 +89,27 @@ pub async fn deploy(
     let c = &c.for_command();
     let network = preflight::discover(c, s).await?;
     writeln!(out, "{network}")?;
-    let secret = Secret::discover(c, s).await?;
-    writeln!(out, "{secret}")?;
+    let secret = match s.auth {
+        crate::aws::DbAuth::Secret => {
+            let secret = Secret::discover(c, s).await?;
+            writeln!(out, "{secret}")?;
+            Some(secret)
+        }
+        crate::aws::DbAuth::Iam => {
+            writeln!(
+                out,
+                "auth: iam (no secret; the role may rds-db:connect as {} only)",
+                s.iam_db_user
+            )?;
+            None
+        }
+    };
     let preflight = preflight::check(c, s, &network).await?;
     write!(out, "{preflight}")?;
     if !preflight.ok() {
         bail!("deploy: preflight failed, nothing was changed (see above for what to create)");
     }
-    let desired = Desired::new(s, &network, &secret, desired::code_sha256(zip));
+    let desired = Desired::new(s, &network, secret.as_ref(), desired::code_sha256(zip));
 
     let observed_role = role::observe(c, &desired.role.name).await?;
     let role_arn = observed_role.as_ref().map(|r| r.arn.clone());
