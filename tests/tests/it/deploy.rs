@@ -311,7 +311,10 @@ async fn seed_role_is_narrowed_and_customer_key_gets_decrypt() -> anyhow::Result
     let statements = doc["Statement"].as_array().unwrap();
     assert_eq!(statements.len(), 2, "{doc}");
     assert_eq!(statements[0]["Action"], "secretsmanager:GetSecretValue");
-    assert_eq!(statements[0]["Resource"], report.secret.arn);
+    assert_eq!(
+        statements[0]["Resource"],
+        report.secret.as_ref().unwrap().arn
+    );
     assert_eq!(statements[1]["Action"], "kms:Decrypt");
     assert_eq!(statements[1]["Resource"], key);
 
