@@ -92,15 +92,83 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     line
 }
 
-/// A failed bookkeeping query (not a migration's own SQL): `Connect`, with the server's reason.
+/// A failed query of the engine's own (bookkeeping, catalog, plan lookups; never a migration's SQL):
+/// [`server_error`] of it.
 pub fn query_error(what: &str, err: tokio_postgres::Error) -> InitError {
+    server_error(what, &err)
+}
+
+/// The one way a server error of the engine's own queries becomes an [`InitError`]: `what` failed,
+/// then the server's message, detail and SQLSTATE on one line; the variant follows the SQLSTATE
+/// ([`class_of`]). An error without a server answer (I/O, closed socket) is `Connect`.
+pub fn server_error(what: &str, err: &tokio_postgres::Error) -> InitError {
+    let Some(code) = err.code().map(|c| c.code()) else {
+        return InitError::Connect(one_line(&format!("{what}: {}; retry", chain(err))));
+    };
+    let words = server_words(err);
+    let line = |advice: &str| one_line(&format!("{what}: {words}; {advice}"));
+    match class_of(code) {
+        ServerClass::Connect => InitError::Connect(line("retry")),
+        ServerClass::Timeout => InitError::Timeout(line("retry, or raise DB_STATEMENT_TIMEOUT_S")),
+        ServerClass::LockTimeout => {
+            InitError::LockTimeout(line("another session held what it needed; retry"))
+        }
+        ServerClass::Auth => {
+            InitError::Auth(line("not retryable: grant the database user what it lacks"))
+        }
+        ServerClass::Verify => InitError::Verify(line(
+            "not retryable: the database is not as this query expects (its name, version or data); a retry gives the same answer",
+        )),
+    }
+}
+
+/// The server's own words: `message: detail (SQLSTATE code)`, the detail when it sent one; for an
+/// error without a server answer, its text.
+pub fn server_words(err: &tokio_postgres::Error) -> String {
     match err.as_db_error() {
-        Some(db) => InitError::Connect(one_line(&format!(
-            "{what}: {} (SQLSTATE {})",
-            db.message(),
-            db.code().code()
-        ))),
-        None => InitError::Connect(one_line(&format!("{what}: {err}"))),
+        Some(db) => {
+            let detail = db.detail().map(|d| format!(": {d}")).unwrap_or_default();
+            one_line(&format!(
+                "{}{detail} (SQLSTATE {})",
+                db.message(),
+                db.code().code()
+            ))
+        }
+        None => chain(err),
+    }
+}
+
+/// The `InitError` variant a server error of the engine's own queries gets, by SQLSTATE (the
+/// error table of `init-fn/README.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerClass {
+    /// Class 08 (connection exception), 53 (insufficient resources), 57P01-57P05 (admin or crash
+    /// shutdown, cannot connect now, idle session timeout) and 58 (system error): retryable.
+    Connect,
+    /// 57014: a statement timeout or cancel.
+    Timeout,
+    /// 55P03 (lock not available) and class 40 (serialization failure, deadlock): retryable.
+    LockTimeout,
+    /// Class 28 and 42501: the user, or a privilege it lacks.
+    Auth,
+    /// Everything else (42 syntax or name errors, 22 data, 0A not supported, XX internal …): the
+    /// same query gives the same answer, so not retryable.
+    Verify,
+}
+
+/// See [`ServerClass`].
+pub fn class_of(sqlstate: &str) -> ServerClass {
+    match sqlstate {
+        "57014" => ServerClass::Timeout,
+        "55P03" => ServerClass::LockTimeout,
+        "42501" => ServerClass::Auth,
+        "57P01" | "57P02" | "57P03" | "57P04" | "57P05" => ServerClass::Connect,
+        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("58") => {
+            ServerClass::Connect
+        }
+        c if c.starts_with("40") => ServerClass::LockTimeout,
+        c if c.starts_with("28") => ServerClass::Auth,
+        _ => ServerClass::Verify,
     }
 }
 

@@ -79,11 +79,12 @@ impl Schema {
 pub async fn generate(pg: &PgServer, sql_dir: &Path) -> anyhow::Result<String> {
     let db = format!("init_fn_schema_{}", uuid::Uuid::new_v4().simple());
     pg.create_database(&db).await?;
-    let client = pg.client(&db).await?;
-    client
-        .batch_execute("SET standard_conforming_strings = on")
-        .await?;
     for (file, text) in migrations(sql_dir)? {
+        // Each file in a session of its own, as `psql -f` runs it: no SET of one leaks into the next.
+        let client = pg.client(&db).await?;
+        client
+            .batch_execute("SET standard_conforming_strings = on")
+            .await?;
         let failed = |e| anyhow::anyhow!("schema: {file}: {e}");
         if text.lines().next().map(str::trim) == Some(NO_TRANSACTION) {
             let statements = sql::split(&text).map_err(|e| failed(e.to_string()))?;
@@ -101,6 +102,7 @@ pub async fn generate(pg: &PgServer, sql_dir: &Path) -> anyhow::Result<String> {
                 .map_err(|e| failed(e.to_string()))?;
         }
     }
+    let client = pg.client(&db).await?;
     let reading = catalog::Catalog::read(&client, LEDGER_TABLE)
         .await
         .map_err(|e| anyhow::anyhow!("schema: reading the catalog ({}): {}", e.query, e.source))?;

@@ -10,9 +10,10 @@ use std::{
 use tokio_postgres::{Client, Transaction};
 
 use crate::{
+    engine::fresh_session,
     engine::ledger::record,
     engine::migration::{Migration, Options, split_statements, unsplittable},
-    error::{InitError, one_line},
+    error::{InitError, one_line, server_words},
     session,
 };
 
@@ -141,6 +142,10 @@ async fn transactional(client: &mut Client, run: &Progress<'_>) -> Result<u64, S
     }
     let ms = run.started.elapsed().as_millis() as u64;
     let last = statements.len().saturating_sub(1);
+    if let Err(err) = tx.batch_execute(fresh_session::LEDGER_IDENTITY).await {
+        rollback(tx, options).await;
+        return Err(Stop::Sql { err, index: last });
+    }
     match bounded(record(&tx, m, ms, options), options).await {
         Ok(Ok(_)) => {}
         Ok(Err(err)) => {
@@ -186,6 +191,10 @@ async fn one_by_one(client: &mut Client, run: &mut Progress<'_>) -> Result<u64, 
         }
         let ms = started.elapsed().as_millis() as u64;
         let last = statements.len().saturating_sub(1);
+        // Its statements are done: the ledger row is written as the session's own user.
+        fresh_session::reset(client, options.statement_timeout)
+            .await
+            .map_err(|err| Stop::Sql { err, index: last })?;
         match bounded(record(&*client, m, ms, options), options).await {
             Ok(Ok(_)) => Ok(ms),
             Ok(Err(err)) => Err(Stop::Sql { err, index: last }),
@@ -361,10 +370,7 @@ impl Progress<'_> {
     }
 
     fn connection_lost(&self, index: usize, err: &tokio_postgres::Error) -> InitError {
-        let reason = match err.as_db_error() {
-            Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-            None => err.to_string(),
-        };
+        let reason = server_words(err);
         InitError::Connect(one_line(&format!(
             "connection lost during {} at statement {} of {}: {reason}; {}{}; retry",
             self.which(),

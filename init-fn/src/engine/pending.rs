@@ -10,7 +10,7 @@ use crate::{
     engine::report::{
         MigrationReport, MigrationState, PlannedLock, PlannedMigration, PlannedStatement,
     },
-    error::{InitError, one_line},
+    error::{InitError, server_error},
     plan::locks::{self, Effect, Link, LockMode, On, RowChange},
 };
 
@@ -24,6 +24,8 @@ pub async fn plan(
     reports: &[MigrationReport],
 ) -> Result<Vec<PlannedMigration>, InitError> {
     let mut planned = Vec::new();
+    // Tables an earlier pending statement creates: not in the catalog yet, empty when this one runs.
+    let mut created: Vec<String> = Vec::new();
     for m in migrations {
         let pending = reports
             .iter()
@@ -45,6 +47,22 @@ pub async fn plan(
                     size_bytes,
                     rows_estimate,
                 });
+            }
+            for lock in &effect.locks {
+                let On::Table(name) = &lock.on else { continue };
+                let table = display(&relation(name));
+                if created.contains(&table) && !locks.iter().any(|l| l.table == table) {
+                    locks.push(PlannedLock {
+                        mode: lock.mode.as_str(),
+                        table,
+                        blocks: lock.mode.blocks(),
+                        size_bytes: 0,
+                        rows_estimate: Some(0),
+                    });
+                }
+            }
+            if let Some(table) = &effect.creates_table {
+                created.push(display(&relation(table)));
             }
             statements.push(PlannedStatement {
                 line: statement.line,
@@ -78,20 +96,18 @@ pub async fn locked_tables(
         let (sql, name) = match &lock.on {
             On::Table(t) => (
                 format!(
-                    "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE n.nspname = 'public' AND c.relname = $1 AND c.relkind IN {LOCKABLE}"
+                    "SELECT c.oid::regclass::text FROM pg_class c \
+                     WHERE c.oid = to_regclass($1) AND c.relkind IN {LOCKABLE}"
                 ),
                 t,
             ),
             On::TableOfIndex(i) => (
-                "SELECT t.relname::text FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
-                 JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = i.relnamespace \
-                 WHERE n.nspname = 'public' AND i.relname = $1"
+                "SELECT x.indrelid::regclass::text FROM pg_index x WHERE x.indexrelid = to_regclass($1)"
                     .to_string(),
                 i,
             ),
         };
-        for table in names(client, &sql, &[name]).await? {
+        for table in names(client, &sql, &[&qualified(name)]).await? {
             add(table, lock.mode);
         }
     }
@@ -111,25 +127,40 @@ async fn linked_tables(
 ) -> Result<Vec<(String, LockMode)>, InitError> {
     let none: Option<Vec<String>> = None;
     let mut found = match via {
-        Link::ReferencedBy(t) => with_mode(names(client, REFERENCED, &[t, &none]).await?, mode),
-        Link::Referencing(t) => {
-            with_mode(names(client, REFERENCING, &[t, &none, &true]).await?, mode)
-        }
-        Link::ReferencedByConstraint { table, constraint } => with_mode(
-            names(client, REFERENCED_BY_CONSTRAINT, &[table, constraint]).await?,
+        Link::ReferencedBy(t) => with_mode(
+            names(client, REFERENCED, &[&qualified(t), &none]).await?,
             mode,
         ),
-        Link::ReadBy(view) => with_mode(names(client, READ_BY, &[view]).await?, mode),
+        Link::Referencing(t) => with_mode(
+            names(client, REFERENCING, &[&qualified(t), &none, &true]).await?,
+            mode,
+        ),
+        Link::ReferencedByConstraint { table, constraint } => with_mode(
+            names(
+                client,
+                REFERENCED_BY_CONSTRAINT,
+                &[&qualified(table), &truncate(constraint.trim_matches('"'))],
+            )
+            .await?,
+            mode,
+        ),
+        Link::ReadBy(view) => with_mode(names(client, READ_BY, &[&qualified(view)]).await?, mode),
         Link::RowChanges { table, change } => {
+            let table = qualified(table);
             let columns = match change {
-                RowChange::Update(columns) => Some(columns.clone()),
+                RowChange::Update(columns) => Some(
+                    columns
+                        .iter()
+                        .map(|c| truncate(c.trim_matches('"')))
+                        .collect::<Vec<_>>(),
+                ),
                 RowChange::Insert | RowChange::Delete => None,
             };
             let mut found = Vec::new();
             // This table's foreign keys are checked when its rows get or change their key values.
             if !matches!(change, RowChange::Delete) {
                 found = with_mode(
-                    names(client, REFERENCED, &[table, &columns]).await?,
+                    names(client, REFERENCED, &[&table, &columns]).await?,
                     LockMode::RowShare,
                 );
             }
@@ -137,7 +168,7 @@ async fn linked_tables(
             if !matches!(change, RowChange::Insert) {
                 let delete = matches!(change, RowChange::Delete);
                 let rows = client
-                    .query(REFERENCING, &[table, &columns, &delete])
+                    .query(REFERENCING, &[&table, &columns, &delete])
                     .await
                     .map_err(|e| lookup_error(&e))?;
                 for r in rows {
@@ -161,41 +192,106 @@ fn with_mode(tables: Vec<String>, mode: LockMode) -> Vec<(String, LockMode)> {
     tables.into_iter().map(|t| (t, mode)).collect()
 }
 
-/// Tables the foreign keys of `$1` reference (those on the columns `$2` only, when not null).
-const REFERENCED: &str = "SELECT DISTINCT r.relname::text FROM pg_constraint k \
-     JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid \
-     JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname = 'public' AND k.contype = 'f' AND c.relname = $1 AND r.oid <> c.oid \
+/// Tables the foreign keys of relation `$1` (a name `to_regclass` reads) reference (those on the
+/// columns `$2` only, when not null).
+const REFERENCED: &str = "SELECT DISTINCT k.confrelid::regclass::text FROM pg_constraint k \
+     WHERE k.contype = 'f' AND k.conrelid = to_regclass($1) AND k.confrelid <> k.conrelid \
        AND ($2::text[] IS NULL OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = k.conrelid \
-            AND a.attnum = ANY (k.conkey) AND a.attname = ANY ($2)))";
+            AND a.attnum = ANY (k.conkey) AND a.attname::text = ANY ($2)))";
 
 /// Tables whose foreign keys reference `$1` (on its columns `$2` only, when not null), and whether
 /// their `ON DELETE` (`$3`) or `ON UPDATE` action writes to them (`CASCADE`, `SET NULL|DEFAULT`).
-const REFERENCING: &str = "SELECT c.relname::text, bool_or(CASE WHEN $3 THEN k.confdeltype ELSE k.confupdtype END IN ('c', 'n', 'd')) \
-     FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid \
-     JOIN pg_namespace n ON n.oid = r.relnamespace \
-     WHERE n.nspname = 'public' AND k.contype = 'f' AND r.relname = $1 AND r.oid <> c.oid \
+const REFERENCING: &str = "SELECT k.conrelid::regclass::text, bool_or(CASE WHEN $3 THEN k.confdeltype ELSE k.confupdtype END IN ('c', 'n', 'd')) \
+     FROM pg_constraint k \
+     WHERE k.contype = 'f' AND k.confrelid = to_regclass($1) AND k.confrelid <> k.conrelid \
        AND ($2::text[] IS NULL OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = k.confrelid \
-            AND a.attnum = ANY (k.confkey) AND a.attname = ANY ($2))) \
+            AND a.attnum = ANY (k.confkey) AND a.attname::text = ANY ($2))) \
      GROUP BY 1";
 
 /// The table constraint `$2` of `$1` references, when it is a foreign key.
-const REFERENCED_BY_CONSTRAINT: &str = "SELECT r.relname::text FROM pg_constraint k \
-     JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid \
-     JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname = 'public' AND k.contype = 'f' AND c.relname = $1 AND k.conname = $2 AND r.oid <> c.oid";
+const REFERENCED_BY_CONSTRAINT: &str = "SELECT k.confrelid::regclass::text FROM pg_constraint k \
+     WHERE k.contype = 'f' AND k.conrelid = to_regclass($1) AND k.conname::text = $2::text \
+       AND k.confrelid <> k.conrelid";
 
 /// The relations the rewrite rule of view `$1` reads.
-const READ_BY: &str = "SELECT DISTINCT s.relname::text FROM pg_class v \
-     JOIN pg_namespace n ON n.oid = v.relnamespace JOIN pg_rewrite w ON w.ev_class = v.oid \
+const READ_BY: &str = "SELECT DISTINCT s.oid::regclass::text FROM pg_rewrite w \
      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid \
       AND d.refclassid = 'pg_class'::regclass \
      JOIN pg_class s ON s.oid = d.refobjid \
-     WHERE n.nspname = 'public' AND v.relname = $1 AND s.oid <> v.oid \
+     WHERE w.ev_class = to_regclass($1) AND s.oid <> w.ev_class \
        AND s.relkind IN ('r', 'p', 'f', 'v', 'm')";
 
+/// A relation name as `plan`'s words carry it (`t`, `s.t`, `s"."T` once the outer quotes are gone)
+/// read as the server reads it: schema and name, each cut to [`NAME_BYTES`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+/// `NAMEDATALEN - 1`: the longest identifier the server keeps; it cuts longer ones (with a NOTICE).
+pub const NAME_BYTES: usize = 63;
+
+/// `raw`'s schema and name, as the server truncates them.
+pub fn relation(raw: &str) -> Relation {
+    let raw = raw.trim_matches('"');
+    let split = ["\".\"", "\".", ".\"", "."]
+        .iter()
+        .find_map(|sep| raw.rsplit_once(sep));
+    match split {
+        Some((schema, name)) => Relation {
+            schema: Some(truncate(schema.trim_matches('"'))),
+            name: truncate(name.trim_matches('"')),
+        },
+        None => Relation {
+            schema: None,
+            name: truncate(raw),
+        },
+    }
+}
+
+/// `ident` cut to at most [`NAME_BYTES`] bytes on a character boundary (the server's `pg_mbcliplen`).
+pub fn truncate(ident: &str) -> String {
+    if ident.len() <= NAME_BYTES {
+        return ident.to_string();
+    }
+    let mut end = NAME_BYTES;
+    while !ident.is_char_boundary(end) {
+        end -= 1;
+    }
+    ident[..end].to_string()
+}
+
+/// `"schema"."name"` (or `"name"`, found on the search_path): what `to_regclass` reads back exactly.
+fn qualified(raw: &str) -> String {
+    let r = relation(raw);
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    match &r.schema {
+        Some(schema) => format!("{}.{}", quote(schema), quote(&r.name)),
+        None => quote(&r.name),
+    }
+}
+
+/// How the report names a relation: as `regclass` prints it (schema-qualified outside the
+/// search_path), for one the catalog does not have yet.
+fn display(r: &Relation) -> String {
+    let plain = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !s.starts_with(|c: char| c.is_ascii_digit())
+    };
+    let show = |s: &str| match plain(s) {
+        true => s.to_string(),
+        false => format!("\"{}\"", s.replace('"', "\"\"")),
+    };
+    match &r.schema {
+        Some(schema) if schema != "public" => format!("{}.{}", show(schema), show(&r.name)),
+        _ => show(&r.name),
+    }
+}
+
 fn lookup_error(e: &tokio_postgres::Error) -> InitError {
-    InitError::Connect(one_line(&format!("plan: looking up locked tables: {e}")))
+    server_error("plan: looking up locked tables", e)
 }
 
 async fn names(
@@ -210,22 +306,50 @@ async fn names(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Total size and row estimate of the existing relation `table` in `public`.
+/// Total size and row estimate of the existing relation `table` (as `regclass` prints it).
 async fn table_facts(client: &Client, table: &str) -> Result<(i64, Option<i64>), InitError> {
     let row = client
         .query_one(
             "SELECT pg_total_relation_size(c.oid), c.reltuples::float8 \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public' AND c.relname = $1",
+             FROM pg_class c WHERE c.oid = to_regclass($1)",
             &[&table],
         )
         .await
-        .map_err(|e| {
-            InitError::Connect(one_line(&format!("plan: reading the size of {table}: {e}")))
-        })?;
+        .map_err(|e| server_error(&format!("plan: reading the size of {table}"), &e))?;
     let estimate: f64 = row.get(1);
     Ok((
         row.get(0),
         (estimate >= 0.0).then_some(estimate.round() as i64),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_read_as_the_server_reads_them() {
+        let long = "a".repeat(70);
+        assert_eq!(relation(&long).name.len(), 63);
+        // 62 ASCII bytes then a 2-byte character: cut before it, never inside.
+        let multibyte = format!("{}é{}", "b".repeat(62), "c".repeat(5));
+        assert_eq!(relation(&multibyte).name, "b".repeat(62));
+        let r = relation("staging.orders");
+        assert_eq!(
+            (r.schema.as_deref(), r.name.as_str()),
+            (Some("staging"), "orders")
+        );
+        let r = relation("My Schema\".\"Orders");
+        assert_eq!(
+            (r.schema.as_deref(), r.name.as_str()),
+            (Some("My Schema"), "Orders")
+        );
+        assert_eq!(
+            qualified("My Schema\".\"Orders"),
+            "\"My Schema\".\"Orders\""
+        );
+        assert_eq!(qualified("t"), "\"t\"");
+        assert_eq!(display(&relation("public.t")), "t");
+        assert_eq!(display(&relation("staging.Orders")), "staging.\"Orders\"");
+    }
 }

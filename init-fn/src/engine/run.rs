@@ -207,6 +207,8 @@ async fn run_locked(
         // Only this migration's notices count: drop those of the bookkeeping before it.
         notices.take();
         let elapsed = crate::engine::apply::migration(client, m, options).await?;
+        // The next migration starts as `psql -f` would start it: nothing this one SET leaks into it.
+        crate::engine::fresh_session::restore(client, options.statement_timeout).await?;
         let is = read_catalog(client).await?;
         let did = effects(m.version, &was, &is, &notices.take());
         // Adopted: the original (or a hand) had already built what this migration creates.
@@ -322,14 +324,9 @@ async fn lock(client: &Client, options: &Options) -> Result<(), InitError> {
         .map_err(|e| query_error("resetting lock_timeout", e))
 }
 
-/// The statement timeout, backslashes read as the splitter reads them (literal outside `E''`), and
-/// the notices that say what a migration found in place.
+/// The engine's bounds on the session (see [`crate::engine::fresh_session::bounds`]).
 async fn session_settings(client: &Client, limit: Duration) -> Result<(), InitError> {
-    client
-        .batch_execute(&format!(
-            "SET statement_timeout = {}; SET standard_conforming_strings = on; SET client_min_messages = notice",
-            limit.as_millis()
-        ))
+    crate::engine::fresh_session::bounds(client, limit)
         .await
         .map_err(|e| query_error("setting statement_timeout", e))
 }
