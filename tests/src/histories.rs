@@ -64,3 +64,53 @@ pub async fn relations(client: &tokio_postgres::Client) -> anyhow::Result<Vec<St
         .map(|r| r.get(0))
         .collect())
 }
+
+/// The migrations of `tests/fixtures/histories/<project>/`: its `NNNN_name.sql` files in order.
+pub fn load(project: &str) -> anyhow::Result<Vec<Migration>> {
+    let dir = crate::harness::root()
+        .join("tests/fixtures/histories")
+        .join(project);
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        let file = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let Some((version, name)) = file.strip_suffix(".sql").and_then(|s| s.split_once('_'))
+        else {
+            continue;
+        };
+        let sql = std::fs::read_to_string(&path)?;
+        found.push(Migration::new(version.parse()?, name, &sql));
+    }
+    found.sort_by_key(|m| m.version);
+    anyhow::ensure!(!found.is_empty(), "no migrations in {}", dir.display());
+    Ok(found)
+}
+
+/// `schema.table rows` for every table outside the system schemas (the ledger left out).
+pub async fn row_counts(client: &tokio_postgres::Client) -> anyhow::Result<Vec<String>> {
+    let tables: Vec<String> = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg_%' AND c.relname NOT LIKE '\\_init\\_fn\\_%' ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = Vec::new();
+    for t in tables {
+        let n: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+            .await?
+            .get(0);
+        out.push(format!("{t} {n}"));
+    }
+    Ok(out)
+}

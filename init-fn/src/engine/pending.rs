@@ -24,7 +24,8 @@ pub async fn plan(
     reports: &[MigrationReport],
 ) -> Result<Vec<PlannedMigration>, InitError> {
     let mut planned = Vec::new();
-    // Tables an earlier pending statement creates: not in the catalog yet, empty when this one runs.
+    // Tables an earlier pending migration (or no-transaction statement) creates: not in the catalog
+    // yet, empty when the statement runs, and locked as others see it.
     let mut created: Vec<String> = Vec::new();
     for m in migrations {
         let pending = reports
@@ -34,6 +35,7 @@ pub async fn plan(
             continue;
         }
         let mut statements = Vec::new();
+        let mut created_here = Vec::new();
         let split = crate::sql::split(&m.sql).map_err(|err| unsplittable(m, &err))?;
         for statement in split {
             let effect = locks::classify(&statement.text);
@@ -62,7 +64,12 @@ pub async fn plan(
                 }
             }
             if let Some(table) = &effect.creates_table {
-                created.push(display(&relation(table)));
+                match m.transactional {
+                    // Committed at once: others see it and its locks from the next statement on.
+                    false => created.push(display(&relation(table))),
+                    // Nobody else sees it before the migration commits: no lock on it concerns them.
+                    true => created_here.push(display(&relation(table))),
+                }
             }
             statements.push(PlannedStatement {
                 line: statement.line,
@@ -71,6 +78,7 @@ pub async fn plan(
                 lock_unknown: !effect.known,
             });
         }
+        created.append(&mut created_here);
         planned.push(PlannedMigration {
             version: m.version,
             name: m.name.clone(),
