@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: cold bootstrap spawn → report on a fresh and on an up-to-date database,
 //! side by side with `psql -f` of the same DDL (the floor), all over TLS (`verify-full`) on one
 //! local server. Median wall time and peak RSS, and the ratio to the floor. `--scale` is the
-//! growth benchmark (`scale`); both measure and print through `series`.
+//! growth benchmark (`scale`), `--history` a real migration history against `psql -f` per file
+//! (`history`); they measure and print through `series`.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -11,6 +12,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 mod first_run;
+mod history;
 mod scale;
 mod series;
 
@@ -41,6 +43,10 @@ pub struct Bench {
     /// with 1 vs 100 applied migrations (both bootstraps built with `[profile.local]`)
     #[arg(long)]
     scale: bool,
+    /// A real history instead: `tests/fixtures/histories/PROJECT` (default the largest) applied by a
+    /// cold bootstrap that embeds it vs `psql -f` of each file in its own session, and the ratio
+    #[arg(long, value_name = "PROJECT", num_args = 0..=1, default_missing_value = "")]
+    history: Option<String>,
     /// Rows generated into `documents` for `--scale`
     #[arg(long, default_value_t = 3_000_000)]
     rows: i64,
@@ -68,6 +74,10 @@ impl Bench {
             return first_run::run(&self.postgres, rev);
         }
         crate::local::postgres::hand_over_if_docker(&choice)?;
+        if let Some(project) = &self.history {
+            let project = Some(project.as_str()).filter(|p| !p.is_empty());
+            return history::run(&choice, self.runs, project);
+        }
         if self.scale {
             anyhow::ensure!(self.rows > 0, "bench: --rows must be at least 1");
             return scale::run(&choice, self.runs, self.rows);
