@@ -24,9 +24,6 @@ pub async fn plan(
     reports: &[MigrationReport],
 ) -> Result<Vec<PlannedMigration>, InitError> {
     let mut planned = Vec::new();
-    // Tables an earlier pending migration (or no-transaction statement) creates: not in the catalog
-    // yet, empty when the statement runs, and locked as others see it.
-    let mut created: Vec<String> = Vec::new();
     for m in migrations {
         let pending = reports
             .iter()
@@ -35,7 +32,6 @@ pub async fn plan(
             continue;
         }
         let mut statements = Vec::new();
-        let mut created_here = Vec::new();
         let split = crate::sql::split(&m.sql).map_err(|err| unsplittable(m, &err))?;
         for statement in split {
             let effect = locks::classify(&statement.text);
@@ -50,27 +46,6 @@ pub async fn plan(
                     rows_estimate,
                 });
             }
-            for lock in &effect.locks {
-                let On::Table(name) = &lock.on else { continue };
-                let table = display(&relation(name));
-                if created.contains(&table) && !locks.iter().any(|l| l.table == table) {
-                    locks.push(PlannedLock {
-                        mode: lock.mode.as_str(),
-                        table,
-                        blocks: lock.mode.blocks(),
-                        size_bytes: 0,
-                        rows_estimate: Some(0),
-                    });
-                }
-            }
-            if let Some(table) = &effect.creates_table {
-                match m.transactional {
-                    // Committed at once: others see it and its locks from the next statement on.
-                    false => created.push(display(&relation(table))),
-                    // Nobody else sees it before the migration commits: no lock on it concerns them.
-                    true => created_here.push(display(&relation(table))),
-                }
-            }
             statements.push(PlannedStatement {
                 line: statement.line,
                 sql: statement.one_line(),
@@ -78,7 +53,6 @@ pub async fn plan(
                 lock_unknown: !effect.known,
             });
         }
-        created.append(&mut created_here);
         planned.push(PlannedMigration {
             version: m.version,
             name: m.name.clone(),
@@ -280,24 +254,6 @@ fn qualified(raw: &str) -> String {
     }
 }
 
-/// How the report names a relation: as `regclass` prints it (schema-qualified outside the
-/// search_path), for one the catalog does not have yet.
-fn display(r: &Relation) -> String {
-    let plain = |s: &str| {
-        s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            && !s.starts_with(|c: char| c.is_ascii_digit())
-    };
-    let show = |s: &str| match plain(s) {
-        true => s.to_string(),
-        false => format!("\"{}\"", s.replace('"', "\"\"")),
-    };
-    match &r.schema {
-        Some(schema) if schema != "public" => format!("{}.{}", show(schema), show(&r.name)),
-        _ => show(&r.name),
-    }
-}
-
 fn lookup_error(e: &tokio_postgres::Error) -> InitError {
     server_error("plan: looking up locked tables", e)
 }
@@ -357,7 +313,5 @@ mod tests {
             "\"My Schema\".\"Orders\""
         );
         assert_eq!(qualified("t"), "\"t\"");
-        assert_eq!(display(&relation("public.t")), "t");
-        assert_eq!(display(&relation("staging.Orders")), "staging.\"Orders\"");
     }
 }
