@@ -58,17 +58,12 @@ pub async fn bounds(
     client
         .batch_execute(&format!(
             "SET statement_timeout = {}; SET lock_timeout = 0; SET standard_conforming_strings = on; \
-             SET client_min_messages = notice; {CLIENT_DEATH}",
-            statement_timeout.as_millis()
+             SET client_min_messages = notice; SELECT {}",
+            statement_timeout.as_millis(),
+            crate::session::CLIENT_DEATH_SETTINGS
         ))
         .await
 }
-
-/// The same settings `session::connect` makes at connect (keepalives; the connection check from 14 on).
-pub const CLIENT_DEATH: &str = "SELECT CASE WHEN current_setting('server_version_num')::int >= 140000 \
-     THEN set_config('client_connection_check_interval', '1000', false) END, \
-     set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '2', false), \
-     set_config('tcp_keepalives_count', '3', false)";
 
 /// `"name"` with inner quotes doubled.
 fn quote_ident(name: &str) -> String {

@@ -122,6 +122,13 @@ pub async fn connect(
     Ok((client, notices))
 }
 
+/// The settings that make the server notice a dead client (keepalives; the connection check from 14 on), as
+/// a select list: set at connect, and again by the engine after each migration's `RESET ALL`.
+pub const CLIENT_DEATH_SETTINGS: &str = "CASE WHEN current_setting('server_version_num')::int >= 140000 \
+     THEN set_config('client_connection_check_interval', '1000', false) END, \
+     set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '2', false), \
+     set_config('tcp_keepalives_count', '3', false)";
+
 /// First server version with `client_connection_check_interval`.
 const CONNECTION_CHECK_SINCE: i32 = 140000;
 
@@ -130,7 +137,7 @@ const CONNECTION_CHECK_SINCE: i32 = 140000;
 async fn watch_for_client_death(client: &Client) -> Result<(), tokio_postgres::Error> {
     let row = client
         .query_one(
-            "SELECT current_setting('server_version_num')::int,                     CASE WHEN current_setting('server_version_num')::int >= 140000                          THEN set_config('client_connection_check_interval', '1000', false) END,                     set_config('tcp_keepalives_idle', '10', false),                     set_config('tcp_keepalives_interval', '2', false),                     set_config('tcp_keepalives_count', '3', false)",
+            &format!("SELECT current_setting('server_version_num')::int, {CLIENT_DEATH_SETTINGS}"),
             &[],
         )
         .await?;
@@ -190,10 +197,8 @@ impl Canceller {
 /// The right move is to retry, never to edit the migration.
 pub fn is_connection_level(err: &tokio_postgres::Error) -> bool {
     match err.as_db_error() {
-        Some(db) => {
-            let code = db.code().code();
-            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "57P05")
-        }
+        // The one SQLSTATE table (`error::class_of`, the README's error table).
+        Some(db) => crate::error::class_of(db.code().code()) == crate::error::ServerClass::Connect,
         // Every non-server error of an established session is I/O, a closed socket or a broken protocol.
         None => true,
     }
