@@ -271,7 +271,8 @@ async fn a_failed_start_shows_the_servers_last_log_lines_and_leaves_nothing() ->
     Ok(())
 }
 
-const PANIC_CHILD: &str = "panicking_child_test";
+/// The child test's name as libtest lists it in the one test binary (`<module>::<test>`).
+const PANIC_CHILD: &str = "docker_provider::panicking_child_test";
 
 /// The child of `a_panicking_test_removes_its_container`: starts a container, prints its id, panics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
