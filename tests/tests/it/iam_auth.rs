@@ -16,7 +16,7 @@ use xtask::build::Arch;
 use xtask::local::function::{Function, Runtime};
 use xtask::local::runtime_api::{FunctionSpec, Outcome};
 use xtask::local::secrets_manager::SecretsManager;
-use xtask::test_local::Target;
+use xtask::test_local::Target as Bootstrap;
 
 fn credentials(secret: &str) -> iam::Credentials {
     iam::Credentials::from_lookup(|name| match name {
@@ -285,7 +285,10 @@ async fn a_cold_start_reads_the_secret_only_in_secret_mode() -> anyhow::Result<(
         );
         let new = server.verdicts()[verdicts..].to_vec();
         assert_eq!(new.len(), logins, "{mode}: {new:?}");
-        assert!(new.iter().all(|v| v.starts_with("accepted")), "{mode}: {new:?}");
+        assert!(
+            new.iter().all(|v| v.starts_with("accepted")),
+            "{mode}: {new:?}"
+        );
     }
     server.stop().await
 }
@@ -293,7 +296,7 @@ async fn a_cold_start_reads_the_secret_only_in_secret_mode() -> anyhow::Result<(
 /// The Lambda arm64 bootstrap, built exactly as `cargo xtask test-local --arch arm64` builds it
 /// (`target/lambda/init-fn/arm64/`: CI's later arm64 step finds it built), to run under qemu-user.
 /// A missing tool (cargo-zigbuild, ziglang, the rust target, qemu) fails the test; it never skips.
-fn arm64_target() -> anyhow::Result<Target> {
+fn arm64_target() -> anyhow::Result<Bootstrap> {
     // Straight to stderr: libtest captures eprintln!, and a first build takes minutes.
     let _ = writeln!(
         std::io::stderr(),
@@ -308,11 +311,11 @@ fn arm64_target() -> anyhow::Result<Target> {
         qemu.is_ok_and(|out| out.status.success()),
         "the arm64 bootstrap needs qemu-aarch64-static (Debian: qemu-user-static, libc6-arm64-cross)"
     );
-    Ok(Target::arm64(bootstrap))
+    Ok(Bootstrap::arm64(bootstrap))
 }
 
 /// `env` for the arm64 bootstrap under qemu (its wrapper and `QEMU_LD_PREFIX` first).
-fn arm64_spec(target: &Target, env: Vec<(String, String)>) -> FunctionSpec {
+fn arm64_spec(target: &Bootstrap, env: Vec<(String, String)>) -> FunctionSpec {
     let mut spec = FunctionSpec::new(&target.bootstrap, "ca-a2a-db-init");
     spec.wrapper = target.wrapper.clone();
     spec.env = target.env.iter().cloned().chain(env).collect();
@@ -353,7 +356,12 @@ async fn the_arm64_bootstrap_migrates_with_iam_under_qemu() -> anyhow::Result<()
         for (action, state) in [("apply", "applied"), ("apply", "already_applied")] {
             let (report, log) = run(&mut function, action).await?;
             logs.push_str(&log);
-            assert_eq!(report["status"], "ok", "{}: {action}: {report:#}", runtime.name());
+            assert_eq!(
+                report["status"],
+                "ok",
+                "{}: {action}: {report:#}",
+                runtime.name()
+            );
             let got = tests::harness::states(&report);
             assert!(
                 !got.is_empty() && got.iter().all(|s| s == state),
@@ -375,7 +383,10 @@ async fn the_arm64_bootstrap_migrates_with_iam_under_qemu() -> anyhow::Result<()
         logs.push_str(&log);
         logs.push_str(&message);
         assert_eq!(error_type, "Auth", "{}: {message}", runtime.name());
-        assert!(message.contains(&format!("GRANT rds_iam TO {MIGRATOR}")), "{message}");
+        assert!(
+            message.contains(&format!("GRANT rds_iam TO {MIGRATOR}")),
+            "{message}"
+        );
         assert_eq!(server.verdicts().last().unwrap(), "refused: bad signature");
 
         // The master user has no rds_iam: the server takes a password from it, not a token.
@@ -387,11 +398,18 @@ async fn the_arm64_bootstrap_migrates_with_iam_under_qemu() -> anyhow::Result<()
         logs.push_str(&message);
         assert_eq!(error_type, "Auth", "{}: {message}", runtime.name());
         assert!(!message.contains('\n'), "{message}");
-        for needle in ["GRANT rds_iam TO postgres", "rds-db:connect", "SQLSTATE 28P01"] {
+        for needle in [
+            "GRANT rds_iam TO postgres",
+            "rds-db:connect",
+            "SQLSTATE 28P01",
+        ] {
             assert!(message.contains(needle), "{}: {message}", runtime.name());
         }
         for needle in ["X-Amz-Signature", "X-Amz-Credential", "Action=connect"] {
-            assert!(!logs.contains(needle), "the token is in the output:\n{logs}");
+            assert!(
+                !logs.contains(needle),
+                "the token is in the output:\n{logs}"
+            );
         }
         assert_eq!(
             secrets.request_count(),
