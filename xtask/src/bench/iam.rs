@@ -4,7 +4,6 @@
 //! verifier (a python3 process per login), so the floors show that cost apart from the function's.
 
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::bail;
 use serde_json::json;
@@ -20,6 +19,8 @@ const DB: &str = "documents_db";
 
 /// The four series of `bench --auth iam`.
 struct Results {
+    /// Token checks the server's verifier made per `DB_AUTH=iam` cold start (the last run's).
+    iam_logins: usize,
     secret: Series,
     iam: Series,
     psql_password: Series,
@@ -73,8 +74,15 @@ async fn measure(
     let secret_env = server.secret_env(&secrets, DB);
     let apply = || json!({"action": "apply"});
     // Unmeasured: the fresh apply, so every measured run finds the database up to date.
-    cold_run_with(bootstrap, iam_env.clone(), apply(), "bench: first apply (iam)").await?;
+    cold_run_with(
+        bootstrap,
+        iam_env.clone(),
+        apply(),
+        "bench: first apply (iam)",
+    )
+    .await?;
     let mut r = Results {
+        iam_logins: 0,
         secret: Series::new("init-fn apply, DB_AUTH=secret"),
         iam: Series::new("init-fn apply, DB_AUTH=iam"),
         psql_password: Series::new("psql login, password"),
@@ -86,10 +94,11 @@ async fn measure(
         r.secret
             .push(cold_run_with(bootstrap, secret_env.clone(), apply(), what).await?);
 
-        let reads = secrets.request_count();
+        let (reads, verdicts) = (secrets.request_count(), server.verdicts().len());
         let what = "bench: apply with DB_AUTH=iam failed";
         r.iam
             .push(cold_run_with(bootstrap, iam_env.clone(), apply(), what).await?);
+        r.iam_logins = server.verdicts().len() - verdicts;
         if secrets.request_count() != reads {
             bail!("bench: the DB_AUTH=iam function called Secrets Manager");
         }
@@ -104,7 +113,9 @@ async fn measure(
             .push(psql(&server.pg, MIGRATOR, &token, DB, &select).await?);
         let verdict = server.verdicts().get(verdicts).cloned().unwrap_or_default();
         if !verdict.starts_with("accepted") {
-            bail!("bench: the token psql logged in with was not checked by the verifier ({verdict})");
+            bail!(
+                "bench: the token psql logged in with was not checked by the verifier ({verdict})"
+            );
         }
     }
     Ok(r)
@@ -114,9 +125,11 @@ fn print_results(r: &Results) {
     print_table(32, &[&r.secret, &r.iam, &r.psql_password, &r.psql_token]);
     let delta = |a: &Series, b: &Series| ms(a.median()) - ms(b.median());
     println!(
-        "iam - secret: {:+.1} ms (function); token - password login: {:+.1} ms (the server's PAM \
-         verifier, RDS checks tokens its own way); function beyond that floor: {:+.1} ms",
+        "iam - secret: {:+.1} ms (function, {} token check(s) per cold start); token - password \
+         login: {:+.1} ms (the server's PAM verifier; RDS checks tokens its own way); function \
+         beyond that floor: {:+.1} ms",
         delta(&r.iam, &r.secret),
+        r.iam_logins,
         delta(&r.psql_token, &r.psql_password),
         delta(&r.iam, &r.secret) - delta(&r.psql_token, &r.psql_password),
     );

@@ -166,7 +166,12 @@ async fn measure(server: &PgServer, bootstrap: &Path, runs: usize) -> anyhow::Re
 
 /// `psql -f` over TLS with `verify-full`, under `/usr/bin/time` for its peak RSS.
 async fn psql_file(server: &PgServer, db: &str, file: &Path) -> anyhow::Result<(Duration, u64)> {
-    let args = ["-v".as_ref(), "ON_ERROR_STOP=1".as_ref(), "-f".as_ref(), file.as_os_str()];
+    let args = [
+        "-v".as_ref(),
+        "ON_ERROR_STOP=1".as_ref(),
+        "-f".as_ref(),
+        file.as_os_str(),
+    ];
     psql(server, server.user(), server.password(), db, &args).await
 }
 
@@ -190,7 +195,15 @@ async fn psql(
     }
     let started = Instant::now();
     let out = tokio::process::Command::new("/usr/bin/time")
-        .args(["-f", "INIT_FN_BENCH_MAXRSS_KB=%M", "psql", "-X", "-q", "-d", &conninfo])
+        .args([
+            "-f",
+            "INIT_FN_BENCH_MAXRSS_KB=%M",
+            "psql",
+            "-X",
+            "-q",
+            "-d",
+            &conninfo,
+        ])
         .args(args)
         .env("PGPASSWORD", password)
         .stdin(Stdio::null())
@@ -200,7 +213,11 @@ async fn psql(
     let wall = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        bail!("bench: psql as {user} failed ({}): {}", out.status, stderr.trim());
+        bail!(
+            "bench: psql as {user} failed ({}): {}",
+            out.status,
+            stderr.trim()
+        );
     }
     let rss = stderr
         .lines()

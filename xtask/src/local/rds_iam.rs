@@ -35,7 +35,8 @@ pub fn setup_sql() -> anyhow::Result<String> {
 
 /// What this machine must give the token-checking server, each missing piece one line in words.
 pub fn check_host() -> anyhow::Result<()> {
-    let uid = effective_uid().context("token-checking server: read the effective uid from /proc/self/status")?;
+    let uid = effective_uid()
+        .context("token-checking server: read the effective uid from /proc/self/status")?;
     if uid != 0 {
         bail!(
             "token-checking server: needs root to install its PAM service in /etc/pam.d (running as uid {uid})"
@@ -45,7 +46,9 @@ pub fn check_host() -> anyhow::Result<()> {
         bail!("token-checking server: pam_exec.so is not installed (Debian: libpam-modules)");
     }
     if !Path::new(PYTHON).exists() {
-        bail!("token-checking server: {PYTHON} is missing (it runs the token verifier; Debian: python3)");
+        bail!(
+            "token-checking server: {PYTHON} is missing (it runs the token verifier; Debian: python3)"
+        );
     }
     Ok(())
 }
@@ -59,15 +62,17 @@ fn effective_uid() -> Option<u32> {
 
 /// `security/pam_exec.so` under one of the library directories (or one multiarch level below).
 fn pam_exec_installed() -> bool {
-    ["/lib", "/usr/lib", "/lib64", "/usr/lib64"].iter().any(|base| {
-        let base = Path::new(base);
-        base.join("security/pam_exec.so").exists()
-            || std::fs::read_dir(base)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|entry| entry.path().join("security/pam_exec.so").exists())
-    })
+    ["/lib", "/usr/lib", "/lib64", "/usr/lib64"]
+        .iter()
+        .any(|base| {
+            let base = Path::new(base);
+            base.join("security/pam_exec.so").exists()
+                || std::fs::read_dir(base)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|entry| entry.path().join("security/pam_exec.so").exists())
+        })
 }
 
 /// The verifier `pam_exec` runs: python3's standard library only. argv[1] is its JSON settings;
