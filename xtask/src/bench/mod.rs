@@ -2,7 +2,8 @@
 //! side by side with `psql -f` of the same DDL (the floor), all over TLS (`verify-full`) on one
 //! local server. Median wall time and peak RSS, and the ratio to the floor. `--scale` is the
 //! growth benchmark (`scale`), `--history` a real migration history against `psql -f` per file
-//! (`history`); they measure and print through `series`.
+//! (`history`), `--auth iam` the function's IAM login against its password login (`iam`); they
+//! measure and print through `series`.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -13,6 +14,7 @@ use serde_json::json;
 
 mod first_run;
 mod history;
+mod iam;
 mod scale;
 mod series;
 
@@ -55,6 +57,19 @@ pub struct Bench {
     /// then the warm and edit loops
     #[arg(long, value_name = "REV", num_args = 0..=1, default_missing_value = "HEAD")]
     first_run: Option<String>,
+    /// `iam`: a cold apply with `DB_AUTH=iam` vs `DB_AUTH=secret` on a local server that checks
+    /// IAM tokens (PAM; root), beside `psql` logging in with the password and with a token
+    #[arg(long, value_enum, default_value = "secret")]
+    auth: BenchAuth,
+}
+
+/// Which login the default bench measures (`--auth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchAuth {
+    /// The password from Secrets Manager (the function's default)
+    Secret,
+    /// Both modes side by side on a token-checking server, with the psql login floors
+    Iam,
 }
 
 /// The four series of one benchmark run.
@@ -73,6 +88,10 @@ impl Bench {
         if let Some(rev) = &self.first_run {
             return first_run::run(&self.postgres, rev);
         }
+        if self.auth == BenchAuth::Iam {
+            iam::check(&choice)?;
+            return iam::run(self.runs, &self.release_bootstrap()?);
+        }
         crate::local::postgres::hand_over_if_docker(&choice)?;
         if let Some(project) = &self.history {
             let project = Some(project.as_str()).filter(|p| !p.is_empty());
@@ -82,11 +101,7 @@ impl Bench {
             anyhow::ensure!(self.rows > 0, "bench: --rows must be at least 1");
             return scale::run(&choice, self.runs, self.rows);
         }
-        let bootstrap = if self.no_build {
-            crate::build::target_dir().join("release/init-fn")
-        } else {
-            crate::test_local::build_release_bootstrap()?
-        };
+        let bootstrap = self.release_bootstrap()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -106,6 +121,17 @@ impl Bench {
             print_results(&results?);
             Ok(())
         })
+    }
+}
+
+impl Bench {
+    /// `target/release/init-fn`, built unless `--no-build`.
+    fn release_bootstrap(&self) -> anyhow::Result<std::path::PathBuf> {
+        if self.no_build {
+            Ok(crate::build::target_dir().join("release/init-fn"))
+        } else {
+            crate::test_local::build_release_bootstrap()
+        }
     }
 }
 
@@ -140,11 +166,28 @@ async fn measure(server: &PgServer, bootstrap: &Path, runs: usize) -> anyhow::Re
 
 /// `psql -f` over TLS with `verify-full`, under `/usr/bin/time` for its peak RSS.
 async fn psql_file(server: &PgServer, db: &str, file: &Path) -> anyhow::Result<(Duration, u64)> {
+    let args = [
+        "-v".as_ref(),
+        "ON_ERROR_STOP=1".as_ref(),
+        "-f".as_ref(),
+        file.as_os_str(),
+    ];
+    psql(server, server.user(), server.password(), db, &args).await
+}
+
+/// `psql -X -q` as `user` on `db` over the server's TLS (`verify-full`) with `password` in
+/// `PGPASSWORD`, under `/usr/bin/time` for its peak RSS: its wall time and peak RSS.
+async fn psql(
+    server: &PgServer,
+    user: &str,
+    password: &str,
+    db: &str,
+    args: &[&std::ffi::OsStr],
+) -> anyhow::Result<(Duration, u64)> {
     let mut conninfo = format!(
-        "host={} port={} user={} dbname={db} sslmode={}",
+        "host={} port={} user={user} dbname={db} sslmode={}",
         server.host(),
         server.port(),
-        server.user(),
         server.sslmode()
     );
     if let Some(ca) = server.ca_bundle_path() {
@@ -152,10 +195,17 @@ async fn psql_file(server: &PgServer, db: &str, file: &Path) -> anyhow::Result<(
     }
     let started = Instant::now();
     let out = tokio::process::Command::new("/usr/bin/time")
-        .args(["-f", "INIT_FN_BENCH_MAXRSS_KB=%M", "psql", "-X", "-q"])
-        .args(["-v", "ON_ERROR_STOP=1", "-d", &conninfo, "-f"])
-        .arg(file)
-        .env("PGPASSWORD", server.password())
+        .args([
+            "-f",
+            "INIT_FN_BENCH_MAXRSS_KB=%M",
+            "psql",
+            "-X",
+            "-q",
+            "-d",
+            &conninfo,
+        ])
+        .args(args)
+        .env("PGPASSWORD", password)
         .stdin(Stdio::null())
         .output()
         .await
@@ -163,7 +213,11 @@ async fn psql_file(server: &PgServer, db: &str, file: &Path) -> anyhow::Result<(
     let wall = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        bail!("bench: psql -f failed ({}): {}", out.status, stderr.trim());
+        bail!(
+            "bench: psql as {user} failed ({}): {}",
+            out.status,
+            stderr.trim()
+        );
     }
     let rss = stderr
         .lines()

@@ -84,8 +84,19 @@ pub async fn cold_run(
     event: Value,
     what: &str,
 ) -> anyhow::Result<(Duration, u64)> {
+    let env = function_env(server, secrets, db, SECRET_ID);
+    cold_run_with(bootstrap, env, event, what).await
+}
+
+/// [`cold_run`] with the function's variables given (e.g. `DB_AUTH=iam`).
+pub async fn cold_run_with(
+    bootstrap: &Path,
+    env: Vec<(String, String)>,
+    event: Value,
+    what: &str,
+) -> anyhow::Result<(Duration, u64)> {
     let mut spec = FunctionSpec::new(bootstrap, FUNCTION_NAME);
-    spec.env = function_env(server, secrets, db, SECRET_ID);
+    spec.env = env;
     let mut function = LocalFunction::start(spec).await?;
     let inv = function.invoke(event).await?;
     function.shutdown().await;

@@ -5,6 +5,7 @@ pub mod function;
 pub mod invocation;
 pub mod logging;
 pub mod postgres;
+pub mod rds_iam;
 pub mod rie;
 pub mod runtime_api;
 pub mod secrets_manager;
