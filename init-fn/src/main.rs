@@ -17,11 +17,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     log::init(&log::Settings::from_env());
     let metrics = Metrics::from_env();
-    let state = State::new(
-        Config::from_env(),
-        secret::client_from_env(),
-        run::embedded(),
-    );
+    let state = State::new(Config::from_env(), secret::client_from_env, run::embedded());
     let (state, metrics) = (&state, &metrics);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {

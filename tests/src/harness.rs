@@ -101,7 +101,10 @@ impl Harness {
         }
         State::new(
             Config::from_lookup(|k| env.get(k).cloned()),
-            self.client.clone(),
+            {
+                let client = self.client.clone();
+                move || client
+            },
             migrations,
         )
     }

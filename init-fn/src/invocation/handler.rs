@@ -8,14 +8,17 @@ use std::{
 
 use serde::Serialize;
 
-use crate::session::tls::MakeTlsConnector;
+use crate::session::tls::Building;
 use crate::{Action, Config, Deadline, InitError, Report, Request, Work};
 
 /// What every invocation shares, built once at cold start.
 pub struct State {
     /// A bad environment is reported on every invocation as `Config`, not as a crash loop.
     ready: Result<Ready, InitError>,
-    secrets: aws_sdk_secretsmanager::Client,
+    /// Made on the first fetch: its HTTPS connector reads every system CA certificate, which a
+    /// `DB_AUTH=iam` function never needs and a `secret` one only once its first event is in (by
+    /// then the TLS connector's thread is well under way).
+    secrets: std::sync::LazyLock<aws_sdk_secretsmanager::Client, MakeClient>,
     /// The secret that last logged in, kept for warm invocations; forgotten as soon as the server
     /// refuses its password (a rotation), then read again.
     secret: Mutex<Option<crate::session::secret::Secret>>,
@@ -25,29 +28,33 @@ pub struct State {
     answers: crate::invocation::custom_resource::Client,
 }
 
+type MakeClient = Box<dyn FnOnce() -> aws_sdk_secretsmanager::Client + Send>;
+
 struct Ready {
     config: Config,
-    tls: MakeTlsConnector,
+    /// Started at cold start on its own thread; the first connection waits for it.
+    tls: Building,
 }
 
 impl State {
-    /// `config` is validated and the TLS connector (CA bundle parsed) built here, once.
+    /// `config` is validated and the CA bundle read here, once; the TLS connector starts building
+    /// on its own thread (see [`Building`]).
     pub fn new(
         config: Result<Config, InitError>,
-        secrets: aws_sdk_secretsmanager::Client,
+        secrets: impl FnOnce() -> aws_sdk_secretsmanager::Client + Send + 'static,
         migrations: Vec<crate::engine::run::Migration>,
     ) -> State {
         let ready = config.and_then(|config| {
-            let tls = match &config.ca_bundle {
+            let ca = match &config.ca_bundle {
                 Some(path) => {
                     let ca = std::fs::read(path).map_err(|e| {
                         InitError::Config(format!("DB_CA_BUNDLE={}: {e}", path.display()))
                     })?;
-                    let roots = format!("DB_CA_BUNDLE {}", path.display());
-                    MakeTlsConnector::with_roots(config.sslmode, Some(&ca), roots)?
+                    Some((ca, format!("DB_CA_BUNDLE {}", path.display())))
                 }
-                None => MakeTlsConnector::new(config.sslmode, None)?,
+                None => None,
             };
+            let tls = Building::start(config.sslmode, ca);
             Ok(Ready { config, tls })
         });
         // sql/schema.txt describes the embedded migrations; other ones bring their own (`with_expected`).
@@ -55,7 +62,7 @@ impl State {
             .filter(|_| same_migrations(&migrations, &crate::engine::run::embedded()));
         State {
             ready,
-            secrets,
+            secrets: std::sync::LazyLock::new(Box::new(secrets)),
             secret: Mutex::new(None),
             migrations,
             expected,
@@ -237,8 +244,9 @@ async fn invocation(
     let config = &ready.config;
     // Boxed: the login paths nest deep enough to hit the layout recursion limit inline.
     let (mut client, notices) = Box::pin(open(state, ready, action)).await?;
-    let canceller =
-        cancel.get_or_init(|| crate::session::Canceller::new(&client, ready.tls.clone()));
+    // Built by now: the session above used it.
+    let tls = ready.tls.get().await?;
+    let canceller = cancel.get_or_init(|| crate::session::Canceller::new(&client, tls));
     let options = crate::engine::run::Options {
         lock_timeout: config.lock_timeout,
         statement_timeout: config.statement_timeout,
@@ -292,8 +300,9 @@ async fn open(
         sslmode: config.sslmode,
         connect_timeout: config.connect_timeout,
     };
+    let tls = ready.tls.get().await?;
     log_connecting(&target);
-    crate::session::connect(&target, ready.tls.clone())
+    crate::session::connect(&target, tls)
         .await
         .map_err(|err| crate::session::iam::refused(err, &target.user))
 }
@@ -307,16 +316,21 @@ async fn open_with_secret(
     action: Action,
 ) -> Result<(tokio_postgres::Client, crate::session::Notices), InitError> {
     let config = &ready.config;
-    let secret = match state.cached_secret() {
-        Some(secret) => secret,
-        None => {
-            tracing::info!(?action, secret_id = %config.secret_id, "fetching the database secret");
-            crate::session::secret::fetch(&state.secrets, &config.secret_id).await?
+    let secret = async {
+        match state.cached_secret() {
+            Some(secret) => Ok(secret),
+            None => {
+                tracing::info!(?action, secret_id = %config.secret_id, "fetching the database secret");
+                crate::session::secret::fetch(&state.secrets, &config.secret_id).await
+            }
         }
     };
+    // The secret's fetch and the connector's last milliseconds overlap; a TLS error comes first.
+    let (secret, tls) = tokio::join!(secret, ready.tls.get());
+    let (tls, secret) = (tls?, secret?);
     let target = secret_target(config, &secret)?;
     log_connecting(&target);
-    let err = match crate::session::connect(&target, ready.tls.clone()).await {
+    let err = match crate::session::connect(&target, tls.clone()).await {
         Ok(session) => {
             state.keep_secret(Some(secret));
             return Ok(session);
@@ -333,7 +347,7 @@ async fn open_with_secret(
         return Err(err);
     }
     let target = secret_target(config, &again)?;
-    let session = crate::session::connect(&target, ready.tls.clone()).await?;
+    let session = crate::session::connect(&target, tls).await?;
     state.keep_secret(Some(again));
     Ok(session)
 }

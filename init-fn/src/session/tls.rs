@@ -72,6 +72,76 @@ impl MakeTlsConnector {
     }
 }
 
+/// What a connector is built from: the mode, and the CA bundle with where it came from (`None`: the
+/// compiled-in RDS bundle).
+type Spec = (SslMode, Option<(Vec<u8>, String)>);
+
+/// The connector, built on a thread of its own from cold start. Building it costs tens of
+/// milliseconds that are not ours to skip: native-tls has OpenSSL read the system's CA file before it
+/// can switch the system roots off, and the compiled-in RDS bundle is 115 certificates to parse. On
+/// this thread that work overlaps the runtime's first event and the secret's fetch instead of
+/// preceding them; the first connection waits for what is left of it. Its errors are the same
+/// `Tls` errors, returned to every invocation that needs the connector.
+pub struct Building {
+    spec: Spec,
+    built: tokio::sync::OnceCell<Result<MakeTlsConnector, InitError>>,
+    pending: std::sync::Mutex<
+        Option<tokio::sync::oneshot::Receiver<Result<MakeTlsConnector, InitError>>>,
+    >,
+}
+
+impl Building {
+    /// Start building the connector for `mode` with `ca` (the bundle's PEM and where it came from;
+    /// `None`: the compiled-in RDS bundle). Never fails: a thread that cannot start, or that
+    /// panics, leaves the work to the first [`Building::get`].
+    pub fn start(mode: SslMode, ca: Option<(Vec<u8>, String)>) -> Building {
+        let spec: Spec = (mode, ca);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let copy = spec.clone();
+        let pending = std::thread::Builder::new()
+            .name("tls-connector".to_string())
+            .spawn(move || {
+                // The receiver is gone only when the state is: nothing is waiting for this.
+                let _ = sender.send(build(&copy));
+            })
+            .ok()
+            .map(|_| receiver);
+        Building {
+            spec,
+            built: tokio::sync::OnceCell::new(),
+            pending: std::sync::Mutex::new(pending),
+        }
+    }
+
+    /// The connector (or its `Tls` error), waiting for the thread the first time.
+    pub async fn get(&self) -> Result<MakeTlsConnector, InitError> {
+        self.built
+            .get_or_init(|| async {
+                let pending = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                match pending {
+                    Some(receiver) => match receiver.await {
+                        Ok(built) => built,
+                        Err(_) => build(&self.spec),
+                    },
+                    None => build(&self.spec),
+                }
+            })
+            .await
+            .clone()
+    }
+}
+
+fn build((mode, ca): &Spec) -> Result<MakeTlsConnector, InitError> {
+    match ca {
+        Some((pem, roots)) => MakeTlsConnector::with_roots(*mode, Some(pem), roots.clone()),
+        None => MakeTlsConnector::new(*mode, None),
+    }
+}
+
 /// Every certificate of the PEM bundle, or a `Tls` error naming the first that does not load.
 fn bundle_certificates(pem: &[u8], roots: &str) -> Result<Vec<native_tls::Certificate>, InitError> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";

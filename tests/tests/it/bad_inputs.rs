@@ -56,9 +56,10 @@ async fn secret_fetch_through_an_untrusted_certificate_is_one_plain_line() -> an
     ]
     .into();
     let lookup = |k: &str| env.get(k).cloned();
+    let client = init_fn::session::secret::client_from_lookup(lookup);
     let state = init_fn::State::new(
         init_fn::Config::from_lookup(lookup),
-        init_fn::session::secret::client_from_lookup(lookup),
+        move || client,
         init_fn::engine::run::embedded(),
     );
     let err = match harness::invoke(&state, json!({})).await {
