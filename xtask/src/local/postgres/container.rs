@@ -33,6 +33,8 @@ use crate::local::tls::RunCertificates;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
 /// How often a starting server is tried (a refused login costs a millisecond or two).
 const READY_POLL: Duration = Duration::from_millis(20);
+/// How often a starting server's container is checked for having stopped.
+const RUNNING_CHECK: Duration = Duration::from_millis(250);
 /// How often a slow start says it is still waiting.
 const STARTUP_HEARTBEAT: Duration = Duration::from_secs(10);
 /// Where the copied certificate and key land (the start command hands them to `postgres`; it names
@@ -306,7 +308,7 @@ impl Container {
 
     /// Logs in over the published port until the server lets the superuser in (the server starts
     /// once, so the first login is the final server), every [`READY_POLL`]; while it does not, checks
-    /// that the container still runs.
+    /// every [`RUNNING_CHECK`] that the container still runs.
     async fn wait_ready(&self, image: &str) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut config = tokio_postgres::Config::new();
@@ -317,12 +319,19 @@ impl Container {
             .password(&self.password)
             .dbname("postgres")
             .connect_timeout(Duration::from_secs(2));
+        let mut last_look = Instant::now();
         loop {
             if let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await {
                 drop(client); // a clean goodbye (Terminate), not a reset the server would log
                 let _ = connection.await;
                 return Ok(());
             }
+            // Asking the engine costs it more than a refused login: not on every try.
+            if last_look.elapsed() < RUNNING_CHECK {
+                tokio::time::sleep(READY_POLL).await;
+                continue;
+            }
+            last_look = Instant::now();
             if !self.inner().is_running().await.unwrap_or(false) {
                 let logs = self.logs_tail().await;
                 bail!("postgres: container {image} stopped while starting: {logs}");
