@@ -1,10 +1,12 @@
 //! The Docker provider proper (feature `docker`): a PostgreSQL container of a pinned, already present
 //! image through `testcontainers-modules`' `Postgres` image and the async runner, TLS on with the run's
 //! certificates. The password reaches the container through the Docker API's environment (no process
-//! argv anywhere holds it); the certificate and key are copied in, then a short `/bin/sh` entrypoint gives
-//! them to `postgres` with mode 0600 (the server insists) before the image's own entrypoint takes over
-//! (both the official image's and the offline one's from `../shared/ci/offline-postgres-image.sh`).
-//! Dropping the container removes it; testcontainers' watchdog removes it on SIGINT/SIGTERM/SIGQUIT.
+//! argv anywhere holds it); the certificate and key are copied in. A short `/bin/sh` start command
+//! gives them to `postgres` with mode 0600 (the server insists), runs `initdb` into a tmpfs and starts
+//! the server once, with the settings of a throwaway database: the images' own entrypoints (the
+//! official one and `../shared/ci/offline-postgres-image.sh`'s) start, stop and restart a server
+//! around their init scripts, which this provider has none of. Ready is a real login over the published
+//! port. Dropping the container removes it; testcontainers' watchdog removes it on SIGINT/SIGTERM/SIGQUIT.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -17,7 +19,7 @@ use anyhow::{Context, bail};
 use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::testcontainers::bollard::models::{HostConfig, PortBinding};
 use testcontainers_modules::testcontainers::core::client::docker_client_instance;
-use testcontainers_modules::testcontainers::core::{ExecCommand, WaitFor};
+use testcontainers_modules::testcontainers::core::{ExecCommand, Mount, WaitFor};
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
 use testcontainers_modules::testcontainers::{
     ContainerAsync, CopyTargetOptions, CopyToContainer, Image, ImageExt,
@@ -29,20 +31,46 @@ use crate::local::tls::RunCertificates;
 
 /// How long the server may take to initialise its cluster and accept TCP connections.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
+/// How often a starting server is tried (a refused login costs a millisecond or two).
+const READY_POLL: Duration = Duration::from_millis(20);
+/// How often a starting server's container is checked for having stopped.
+const RUNNING_CHECK: Duration = Duration::from_millis(250);
 /// How often a slow start says it is still waiting.
 const STARTUP_HEARTBEAT: Duration = Duration::from_secs(10);
-/// Where the copied certificate and key land (the wrapper hands them to `postgres`).
+/// Where the copied certificate and key land (the start command hands them to `postgres`; it names
+/// this directory and [`DATA_DIR`] itself).
 const TLS_DIR: &str = "/etc/init-fn-tls";
+/// The cluster's directory: a tmpfs (nothing of a throwaway cluster needs a disk, and it is gone with
+/// the container), at the path the official image declares a `VOLUME`, so no anonymous volume is made.
+const DATA_DIR: &str = "/var/lib/postgresql/data";
 
-/// The container's `/bin/sh -c` script, run as root, so the copied files can change owner before the
-/// image's entrypoint starts the server (`"$@"`: extra server arguments). Only file paths here: nothing
-/// secret is in any process's arguments.
-const TLS_WRAPPER: &str = r#"set -e
-chown -R postgres /etc/init-fn-tls
-chmod 700 /etc/init-fn-tls
-chmod 600 /etc/init-fn-tls/server.key
-exec docker-entrypoint.sh postgres -c fsync=off -c ssl=on \
-  -c ssl_cert_file=/etc/init-fn-tls/server.crt -c ssl_key_file=/etc/init-fn-tls/server.key "$@"
+/// The container's `/bin/sh -c` start command, run as root so the copied files can change owner: then,
+/// as `postgres`, `initdb` (password from a file written by the shell's builtin `printf`, never an
+/// argument) and the server itself, TLS on, with the settings of a database thrown away at the end
+/// (no fsync, no synchronous commit, no full-page writes); `"$@"`: extra server arguments.
+/// `gosu` (official image), `setpriv` (Debian) or `su-exec` (Alpine) drops root.
+const START_SCRIPT: &str = r#"set -e
+tls=/etc/init-fn-tls data=/var/lib/postgresql/data
+if command -v gosu >/dev/null; then as_postgres="gosu postgres"
+elif command -v setpriv >/dev/null; then as_postgres="setpriv --reuid=postgres --regid=postgres --init-groups"
+elif command -v su-exec >/dev/null; then as_postgres="su-exec postgres"
+else echo "init-fn: the image has neither gosu, setpriv nor su-exec to run postgres as its own user" >&2; exit 1
+fi
+mkdir -p "$data" /var/run/postgresql
+chown postgres "$tls" "$tls/server.crt" "$tls/server.key" "$data" /var/run/postgresql
+chmod 700 "$tls" "$data"
+chmod 600 "$tls/server.key"
+umask 077
+printf '%s\n' "$POSTGRES_PASSWORD" >"$tls/password"
+chown postgres "$tls/password"
+$as_postgres initdb -D "$data" -U "$POSTGRES_USER" --pwfile="$tls/password" \
+  --auth-local=trust --auth-host=scram-sha-256 --no-sync >/dev/null
+rm -f "$tls/password"
+unset POSTGRES_PASSWORD
+echo "host all all all scram-sha-256" >>"$data/pg_hba.conf"
+exec $as_postgres postgres -D "$data" -c listen_addresses='*' \
+  -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c ssl=on \
+  -c ssl_cert_file="$tls/server.crt" -c ssl_key_file="$tls/server.key" "$@"
 "#;
 
 /// testcontainers-modules' `Postgres` (its environment: user, database, password; its copies) with
@@ -60,7 +88,7 @@ impl Image for TlsPostgres {
     }
 
     fn ready_conditions(&self) -> Vec<WaitFor> {
-        Vec::new() // ours: `pg_isready` over TCP, see `wait_ready`
+        Vec::new() // ours: a login over the published port, see `wait_ready`
     }
 
     fn env_vars(
@@ -182,8 +210,8 @@ async fn start_quietly(
     let certs = RunCertificates::generate()?;
     let mut cmd = vec![
         "-c".to_string(),
-        TLS_WRAPPER.to_string(),
-        "init-fn-postgres".to_string(), // $0 of the wrapper
+        START_SCRIPT.to_string(),
+        "init-fn-postgres".to_string(), // $0 of the start command
     ];
     cmd.extend(extra_args.iter().cloned());
     let postgres = Postgres::default()
@@ -195,6 +223,7 @@ async fn start_quietly(
         .with_tag(tag)
         .with_cmd(cmd)
         .with_label(LABEL_KEY, LABEL_VALUE)
+        .with_mount(Mount::tmpfs_mount(DATA_DIR))
         .with_copy_to(
             CopyTargetOptions::new(format!("{TLS_DIR}/server.crt")).with_mode(0o644),
             certs.server_cert_pem.clone().into_bytes(),
@@ -203,7 +232,7 @@ async fn start_quietly(
             CopyTargetOptions::new(format!("{TLS_DIR}/server.key")).with_mode(0o600),
             certs.server_key_pem.clone().into_bytes(),
         )
-        // Readiness is ours (TCP `pg_isready`, with the logs on failure), not a log-line match.
+        // Readiness is ours (a login from here, with the logs on failure), not a log-line match.
         .with_ready_conditions(Vec::new())
         .with_startup_timeout(STARTUP_TIMEOUT)
         .with_host_config_modifier(publish_on_loopback);
@@ -277,18 +306,32 @@ impl Container {
         bail!("docker exec: no exit code after its output ended")
     }
 
-    /// Polls `pg_isready` over TCP inside the container: the image's init phase runs a server on the
-    /// Unix socket only, so TCP answers only once the final server is up.
+    /// Logs in over the published port until the server lets the superuser in (the server starts
+    /// once, so the first login is the final server), every [`READY_POLL`]; while it does not, checks
+    /// every [`RUNNING_CHECK`] that the container still runs.
     async fn wait_ready(&self, image: &str) -> anyhow::Result<()> {
         let started = Instant::now();
-        let probe: Vec<String> = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", SUPERUSER]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(SUPERUSER)
+            .password(&self.password)
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(2));
+        let mut last_look = Instant::now();
         loop {
-            if matches!(self.exec(probe.clone()).await, Ok((0, _, _))) {
+            if let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await {
+                drop(client); // a clean goodbye (Terminate), not a reset the server would log
+                let _ = connection.await;
                 return Ok(());
             }
+            // Asking the engine costs it more than a refused login: not on every try.
+            if last_look.elapsed() < RUNNING_CHECK {
+                tokio::time::sleep(READY_POLL).await;
+                continue;
+            }
+            last_look = Instant::now();
             if !self.inner().is_running().await.unwrap_or(false) {
                 let logs = self.logs_tail().await;
                 bail!("postgres: container {image} stopped while starting: {logs}");
@@ -300,7 +343,7 @@ impl Container {
                     STARTUP_TIMEOUT.as_secs()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(READY_POLL).await;
         }
     }
 
