@@ -38,9 +38,14 @@ pub struct Bench {
     /// Runs per measurement (the median is reported)
     #[arg(long, default_value_t = 7)]
     runs: usize,
-    /// Use the existing release bootstrap instead of building it
+    /// Use the existing bootstrap instead of building it
     #[arg(long)]
     no_build: bool,
+    /// Which bootstrap the cold-start benchmarks run: `lambda`, the one `cargo xtask build` ships for
+    /// this machine's architecture (OpenSSL 3 built from source, linked statically); `host`, the
+    /// native release build (`target/release/init-fn`, the system's libssl)
+    #[arg(long, value_enum, default_value = "lambda")]
+    bootstrap: BenchBootstrap,
     /// Growth instead: an up-to-date apply on an empty `documents` vs one holding `--rows` rows, and
     /// with 1 vs 100 applied migrations (both bootstraps built with `[profile.local]`)
     #[arg(long)]
@@ -61,6 +66,15 @@ pub struct Bench {
     /// IAM tokens (PAM; root), beside `psql` logging in with the password and with a token
     #[arg(long, value_enum, default_value = "secret")]
     auth: BenchAuth,
+}
+
+/// The bootstrap a cold-start benchmark runs (`--bootstrap`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchBootstrap {
+    /// The Lambda build for this machine's architecture, as shipped
+    Lambda,
+    /// The native release build, linked to the system's libssl
+    Host,
 }
 
 /// Which login the default bench measures (`--auth`).
@@ -125,12 +139,36 @@ impl Bench {
 }
 
 impl Bench {
-    /// `target/release/init-fn`, built unless `--no-build`.
+    /// The `--bootstrap` to run, built unless `--no-build`: the shipped Lambda build for this
+    /// machine's architecture (`target/lambda/init-fn/<arch>/bootstrap`) or `target/release/init-fn`.
     fn release_bootstrap(&self) -> anyhow::Result<std::path::PathBuf> {
-        if self.no_build {
-            Ok(crate::build::target_dir().join("release/init-fn"))
-        } else {
-            crate::test_local::build_release_bootstrap()
+        match self.bootstrap {
+            BenchBootstrap::Host if self.no_build => {
+                Ok(crate::build::target_dir().join("release/init-fn"))
+            }
+            BenchBootstrap::Host => crate::test_local::build_release_bootstrap(),
+            BenchBootstrap::Lambda => {
+                let arch = match std::env::consts::ARCH {
+                    "x86_64" => crate::build::Arch::X86_64,
+                    "aarch64" => crate::build::Arch::Arm64,
+                    other => anyhow::bail!(
+                        "bench: no Lambda architecture runs natively on {other}; use --bootstrap host"
+                    ),
+                };
+                let path = crate::build::lambda_dir(arch).join("bootstrap");
+                if self.no_build {
+                    anyhow::ensure!(
+                        path.exists(),
+                        "bench --no-build: {} is missing; run `cargo xtask build --arch {arch}` or drop --no-build",
+                        crate::relative(&path)
+                    );
+                    return Ok(path);
+                }
+                eprintln!(
+                    "bench: building the shipped {arch} bootstrap (cargo xtask build --arch {arch})"
+                );
+                crate::build::bootstrap(&xshell::Shell::new()?, arch)
+            }
         }
     }
 }
