@@ -147,6 +147,42 @@ impl Harness {
             .collect())
     }
 
+    /// The server's current value of setting `name` (e.g. `hba_file`, `ssl_cert_file`).
+    pub async fn setting(&self, name: &str) -> anyhow::Result<String> {
+        let client = self.client("postgres").await?;
+        Ok(client
+            .query_one("SELECT current_setting($1)", &[&name])
+            .await?
+            .get(0))
+    }
+
+    /// `pg_reload_conf()`, then waits until a new session sees the reload (the postmaster reloads
+    /// pg_hba.conf and the TLS certificate before it forks that session).
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let client = self.client("postgres").await?;
+        let before: String = client
+            .query_one("SELECT pg_conf_load_time()::text", &[])
+            .await?
+            .get(0);
+        client.batch_execute("SELECT pg_reload_conf()").await?;
+        for _ in 0..100 {
+            let reloaded: bool = self
+                .client("postgres")
+                .await?
+                .query_one(
+                    &format!("SELECT pg_conf_load_time() > '{before}'::timestamptz"),
+                    &[],
+                )
+                .await?
+                .get(0);
+            if reloaded {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("the server did not reload its configuration")
+    }
+
     /// `public` tables and indexes by name (ledger excluded).
     pub async fn relations(&self, db: &str) -> anyhow::Result<Vec<String>> {
         let client = self.client(db).await?;
@@ -162,6 +198,28 @@ impl Harness {
             .map(|r| r.get(0))
             .collect())
     }
+}
+
+/// Overwrites the server-side file `path` with `text` as the server (a superuser's `COPY ... TO`;
+/// the cluster's files belong to its OS user, mode 0600), line by line.
+pub async fn write_server_file(
+    client: &tokio_postgres::Client,
+    path: &str,
+    text: &str,
+) -> anyhow::Result<()> {
+    // COPY's text format would escape these; PEM and pg_hba.conf lines here have none.
+    anyhow::ensure!(
+        !text.contains(['\\', '\t', '\'']),
+        "{path}: unexpected characters"
+    );
+    let lines: Vec<String> = text.lines().map(|l| format!("'{l}'")).collect();
+    client
+        .batch_execute(&format!(
+            "COPY (SELECT line FROM unnest(ARRAY[{}]::text[]) WITH ORDINALITY AS t(line, n) ORDER BY n) TO '{path}'",
+            lines.join(", ")
+        ))
+        .await?;
+    Ok(())
 }
 
 /// One invocation of `state`; the report as JSON.

@@ -2,6 +2,7 @@
 //! security group (tcp/5432 from itself), the secret, and optionally the Secrets Manager endpoint.
 
 use xtask_aws::aws::{Clients, Settings, ec2};
+use xtask_aws::deploy::{DeployReport, deploy};
 
 pub const REGION: &str = "eu-west-3";
 
@@ -130,4 +131,18 @@ pub async fn add_secrets_manager_endpoint(c: &Clients, s: &Seeded) -> anyhow::Re
 /// The project's deploy settings (`[package.metadata.lambda.deploy]`), without overrides.
 pub fn settings() -> Settings {
     Settings::from_manifest(&xtask::project_root().join("init-fn/Cargo.toml")).unwrap()
+}
+
+/// One `deploy` (or dry run) whose printed report is captured, echoed for the test log, and returned.
+pub async fn run_deploy(
+    c: &Clients,
+    s: &Settings,
+    zip: &[u8],
+    dry_run: bool,
+) -> (anyhow::Result<DeployReport>, String) {
+    let mut out = Vec::new();
+    let res = deploy(c, s, zip, dry_run, &mut out).await;
+    let out = String::from_utf8(out).unwrap();
+    println!("{out}");
+    (res, out)
 }

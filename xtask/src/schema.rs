@@ -3,7 +3,7 @@
 //! to `sql/schema.txt`, the file the function embeds and `verify` compares with. `--check` (run by
 //! `cargo xtask test`) fails when the committed file differs, with the diff and the command.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
@@ -130,29 +130,37 @@ pub fn check(committed: Option<&str>, generated: &str) -> anyhow::Result<()> {
 
 /// `NNNN_name.sql` files of `dir` in version order, with their text.
 fn migrations(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
-    let mut found = Vec::new();
+    migration_files(dir)?
+        .into_iter()
+        .map(|path| {
+            let file = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let text = std::fs::read_to_string(&path).with_context(|| format!("read {file}"))?;
+            Ok((file, text))
+        })
+        .collect()
+}
+
+/// The `NNNN_name.sql` files of `dir` (a version number, `_`, a name, `.sql`) in version order;
+/// other files are skipped.
+pub fn migration_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found: Vec<(u32, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
         let path = entry?.path();
-        let file = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let Some(version) = file
+        let file = path.file_name().unwrap_or_default().to_string_lossy();
+        let version = file
             .strip_suffix(".sql")
             .and_then(|stem| stem.split_once('_'))
-            .and_then(|(n, _)| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let text = std::fs::read_to_string(&path).with_context(|| format!("read {file}"))?;
-        found.push((version, file, text));
+            .and_then(|(n, _)| n.parse::<u32>().ok());
+        if let Some(v) = version {
+            found.push((v, path));
+        }
     }
-    found.sort_by_key(|f| f.0);
-    Ok(found
-        .into_iter()
-        .map(|(_, file, text)| (file, text))
-        .collect())
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
 #[cfg(test)]

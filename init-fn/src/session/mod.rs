@@ -210,18 +210,18 @@ fn classify(where_: &str, target: &Target, err: &tokio_postgres::Error) -> InitE
     if let Some(db) = err.as_db_error() {
         let code = db.code().code();
         let message = one_line(db.message());
-        // pg_hba.conf admits this client over TLS only (`hostssl`): the fix is DB_SSLMODE, not the password.
-        if code == "28000"
-            && target.sslmode == SslMode::Disable
-            && (message.contains("no encryption") || message.contains("SSL off"))
-        {
-            return InitError::Tls(format!(
-                "{where_}: {message} (SQLSTATE {code}): the server takes this connection over TLS only; \
-                 set DB_SSLMODE=verify-full"
-            ));
-        }
-        // 28P01 invalid_password, 28000 invalid_authorization_specification (pg_hba rejects).
-        if code == "28P01" || code == "28000" {
+        // The one SQLSTATE table (`error::class_of`): class 28 and 42501 are the user or its rights;
+        // any other refusal of a connection is retryable.
+        if crate::error::class_of(code) == crate::error::ServerClass::Auth {
+            // pg_hba.conf admits this client over TLS only (`hostssl`): the fix is DB_SSLMODE, not the password.
+            if target.sslmode == SslMode::Disable
+                && (message.contains("no encryption") || message.contains("SSL off"))
+            {
+                return InitError::Tls(format!(
+                    "{where_}: {message} (SQLSTATE {code}): the server takes this connection over TLS only; \
+                     set DB_SSLMODE=verify-full"
+                ));
+            }
             return InitError::Auth(format!(
                 "{where_}: user {user}: {message} (SQLSTATE {code})"
             ));

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use init_fn::InitError;
 use serde_json::json;
-use tests::harness::{self, DB, Harness, SECRET_ID, with_extra};
+use tests::harness::{self, DB, Harness, SECRET_ID, with_extra, write_server_file};
 
 /// The error's name, with the password checked absent from everything the caller could see.
 fn name_of(h: &Harness, result: Result<serde_json::Value, InitError>) -> (String, String) {
@@ -247,70 +247,14 @@ async fn tls_modes_and_certificate_checks() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Overwrites the server-side file `path` with `text` (a superuser's `COPY ... TO`), line by line.
-async fn write_server_file(
-    client: &tokio_postgres::Client,
-    path: &str,
-    text: &str,
-) -> anyhow::Result<()> {
-    // COPY's text format would escape these; PEM and pg_hba.conf lines here have none.
-    anyhow::ensure!(
-        !text.contains(['\\', '\t', '\'']),
-        "{path}: unexpected characters"
-    );
-    let lines: Vec<String> = text.lines().map(|l| format!("'{l}'")).collect();
-    client
-        .batch_execute(&format!(
-            "COPY (SELECT line FROM unnest(ARRAY[{}]::text[]) WITH ORDINALITY AS t(line, n) ORDER BY n) TO '{path}'",
-            lines.join(", ")
-        ))
-        .await?;
-    Ok(())
-}
-
-/// `pg_reload_conf()`, then waits until a new session sees the reload (the postmaster reloads
-/// pg_hba.conf and the TLS certificate before it forks that session).
-async fn reload(h: &Harness) -> anyhow::Result<()> {
-    let client = h.client("postgres").await?;
-    let before: String = client
-        .query_one("SELECT pg_conf_load_time()::text", &[])
-        .await?
-        .get(0);
-    client.batch_execute("SELECT pg_reload_conf()").await?;
-    for _ in 0..100 {
-        let reloaded: bool = h
-            .client("postgres")
-            .await?
-            .query_one(
-                &format!("SELECT pg_conf_load_time() > '{before}'::timestamptz"),
-                &[],
-            )
-            .await?
-            .get(0);
-        if reloaded {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("the server did not reload its configuration")
-}
-
-async fn setting(h: &Harness, name: &str) -> anyhow::Result<String> {
-    let client = h.client("postgres").await?;
-    Ok(client
-        .query_one("SELECT current_setting($1)", &[&name])
-        .await?
-        .get(0))
-}
-
 #[tokio::test]
 async fn require_accepts_a_self_signed_server_that_verify_ca_refuses() -> anyhow::Result<()> {
     let h = Harness::from_env().await?;
     let (cert, key) = xtask::local::tls::self_signed_server()?;
     let client = h.client("postgres").await?;
-    write_server_file(&client, &setting(&h, "ssl_cert_file").await?, &cert).await?;
-    write_server_file(&client, &setting(&h, "ssl_key_file").await?, &key).await?;
-    reload(&h).await?;
+    write_server_file(&client, &h.setting("ssl_cert_file").await?, &cert).await?;
+    write_server_file(&client, &h.setting("ssl_key_file").await?, &key).await?;
+    h.reload().await?;
     let report = h
         .invoke(&[("DB_SSLMODE", "require")], json!({"action": "status"}))
         .await;
@@ -339,8 +283,8 @@ async fn disable_against_a_server_that_takes_only_tls_is_a_tls_error() -> anyhow
                host postgres all all scram-sha-256\n\
                hostssl all all all scram-sha-256\n";
     let client = h.client("postgres").await?;
-    write_server_file(&client, &setting(&h, "hba_file").await?, hba).await?;
-    reload(&h).await?;
+    write_server_file(&client, &h.setting("hba_file").await?, hba).await?;
+    h.reload().await?;
     let (kind, msg) = name_of(
         &h,
         h.invoke(&[("DB_SSLMODE", "disable")], json!({"action": "status"}))

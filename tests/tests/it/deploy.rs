@@ -5,13 +5,12 @@ use serde_json::json;
 use tests::iam::read_role;
 use tests::moto::Moto;
 use tests::network::{nat_gateway, route_to_nat};
-use tests::seed::{add_secrets_manager_endpoint, allow_self, seed, settings};
-use xtask_aws::aws::{Clients, Settings, lambda};
+use tests::seed::{add_secrets_manager_endpoint, allow_self, run_deploy, seed, settings};
+use xtask_aws::aws::{Clients, lambda};
 use xtask_aws::deploy::change::Change;
 use xtask_aws::deploy::desired::{
     SECRET_POLICY_NAME, VPC_ACCESS_POLICY, code_sha256, trust_policy,
 };
-use xtask_aws::deploy::{DeployReport, deploy};
 
 fn fake_zip(content: &[u8]) -> Vec<u8> {
     xtask::build::zip_bytes(content).unwrap()
@@ -25,19 +24,6 @@ async fn function(c: &Clients, name: &str) -> Option<lambda::types::FunctionConf
     xtask_aws::deploy::function::observe(c, name).await.unwrap()
 }
 
-async fn run(
-    c: &Clients,
-    s: &Settings,
-    zip: &[u8],
-    dry_run: bool,
-) -> (anyhow::Result<DeployReport>, String) {
-    let mut out = Vec::new();
-    let res = deploy(c, s, zip, dry_run, &mut out).await;
-    let out = String::from_utf8(out).unwrap();
-    println!("{out}");
-    (res, out)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
     let moto = Moto::start()?;
@@ -47,7 +33,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
     let zip = fake_zip(b"\x7fELF v1");
 
     // No Secrets Manager endpoint and no NAT: preflight stops deploy before any change.
-    let (res, out) = run(&c, &s, &zip, false).await;
+    let (res, out) = run_deploy(&c, &s, &zip, false).await;
     let err = format!("{:#}", res.unwrap_err());
     assert!(err.contains("preflight failed"), "{err}");
     assert!(out.contains("[FAIL] function -> secrets manager"), "{out}");
@@ -59,7 +45,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
     add_secrets_manager_endpoint(&c, &seeded).await?;
 
     // Dry run: the full plan with the policy JSON, and nothing changes.
-    let (res, out) = run(&c, &s, &zip, true).await;
+    let (res, out) = run_deploy(&c, &s, &zip, true).await;
     let report = res?;
     let expected_policy = json!({
         "Version": "2012-10-17",
@@ -104,7 +90,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
     );
 
     // Deploy: exactly the role, its two policies and the function configuration.
-    let (res, out) = run(&c, &s, &zip, false).await;
+    let (res, out) = run_deploy(&c, &s, &zip, false).await;
     res?;
     assert!(out.contains("ready: State=Active"), "{out}");
     let role = read_role(&c, &s.role).await?.unwrap();
@@ -151,7 +137,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
     assert_eq!(vpc.security_group_ids(), std::slice::from_ref(&seeded.sg));
 
     // Re-deploy with nothing changed changes nothing.
-    let (res, out) = run(&c, &s, &zip, false).await;
+    let (res, out) = run_deploy(&c, &s, &zip, false).await;
     assert_eq!(res?.changes, vec![]);
     assert!(out.contains("up to date: nothing to change"), "{out}");
 
@@ -159,7 +145,7 @@ async fn deploy_redeploy_update_and_clean() -> anyhow::Result<()> {
     let zip2 = fake_zip(b"\x7fELF v2");
     let mut s2 = s.clone();
     s2.memory = 256;
-    let (res, _) = run(&c, &s2, &zip2, false).await;
+    let (res, _) = run_deploy(&c, &s2, &zip2, false).await;
     let changes = res?.changes;
     assert!(
         matches!(changes[0], Change::UpdateCode { .. }),
@@ -218,7 +204,7 @@ async fn preflight_security_groups_and_nat() -> anyhow::Result<()> {
     let zip = fake_zip(b"\x7fELF");
 
     // The instance's group admits nothing: both paths fail, with the commands that fix them.
-    let (res, out) = run(&c, &s, &zip, true).await;
+    let (res, out) = run_deploy(&c, &s, &zip, true).await;
     assert!(res.is_err());
     assert!(out.contains("[FAIL] function -> postgres"), "{out}");
     assert!(out.contains("authorize-security-group-ingress"), "{out}");
@@ -243,7 +229,7 @@ async fn preflight_security_groups_and_nat() -> anyhow::Result<()> {
         .subnet_id(&seeded.subnets[0])
         .send()
         .await?;
-    let (res, out) = run(&c, &s, &zip, true).await;
+    let (res, out) = run_deploy(&c, &s, &zip, true).await;
     assert!(res.is_err());
     assert!(
         out.contains(&format!("no NAT route from {}", seeded.subnets[1])),
@@ -256,7 +242,7 @@ async fn preflight_security_groups_and_nat() -> anyhow::Result<()> {
         .send()
         .await?;
     allow_self(&c, &seeded.sg).await?;
-    let (res, out) = run(&c, &s, &zip, true).await;
+    let (res, out) = run_deploy(&c, &s, &zip, true).await;
     res?;
     assert!(out.contains("[ok] function -> postgres"), "{out}");
     assert!(out.contains("[ok] function -> secrets manager: every function subnet routes 0.0.0.0/0 to a NAT gateway"), "{out}");
@@ -298,7 +284,7 @@ async fn seed_role_is_narrowed_and_customer_key_gets_decrypt() -> anyhow::Result
             .await?;
     }
 
-    let (res, _) = run(&c, &s, &fake_zip(b"\x7fELF"), false).await;
+    let (res, _) = run_deploy(&c, &s, &fake_zip(b"\x7fELF"), false).await;
     let report = res?;
     assert!(
         report

@@ -6,23 +6,9 @@
 
 use tests::iam::read_role;
 use tests::moto::Moto;
-use tests::seed::{add_secrets_manager_endpoint, seed, settings};
+use tests::seed::{add_secrets_manager_endpoint, run_deploy, seed, settings};
 use xtask_aws::aws::{Clients, DbAuth, Settings};
 use xtask_aws::deploy::desired::{IAM_CONNECT_POLICY_NAME, SECRET_POLICY_NAME};
-use xtask_aws::deploy::{DeployReport, deploy};
-
-async fn run(
-    c: &Clients,
-    s: &Settings,
-    zip: &[u8],
-    dry_run: bool,
-) -> (anyhow::Result<DeployReport>, String) {
-    let mut out = Vec::new();
-    let res = deploy(c, s, zip, dry_run, &mut out).await;
-    let out = String::from_utf8(out).unwrap();
-    println!("{out}");
-    (res, out)
-}
 
 async fn env(c: &Clients, name: &str) -> std::collections::HashMap<String, String> {
     let f = xtask_aws::deploy::function::observe(c, name)
@@ -49,7 +35,7 @@ async fn iam_deploy_grants_one_dbuser_and_converges_both_ways() -> anyhow::Resul
     // IAM database authentication off: preflight stops (dry run too) with the exact command, and
     // no Secrets Manager endpoint is needed in this mode.
     for dry_run in [true, false] {
-        let (res, out) = run(&c, &iam, &zip, dry_run).await;
+        let (res, out) = run_deploy(&c, &iam, &zip, dry_run).await;
         let err = format!("{:#}", res.unwrap_err());
         assert!(err.contains("preflight failed"), "{err}");
         assert!(
@@ -94,7 +80,7 @@ async fn iam_deploy_grants_one_dbuser_and_converges_both_ways() -> anyhow::Resul
     let dbuser =
         format!("arn:aws:rds-db:eu-west-3:{account}:dbuser:{resource_id}/init_fn_migrator");
 
-    let (res, out) = run(&c, &iam, &zip, true).await;
+    let (res, out) = run_deploy(&c, &iam, &zip, true).await;
     res?;
     assert!(
         out.contains("[ok] rds iam database authentication"),
@@ -104,7 +90,7 @@ async fn iam_deploy_grants_one_dbuser_and_converges_both_ways() -> anyhow::Resul
         out.contains(&dbuser),
         "the dry run shows the policy:\n{out}"
     );
-    let (res, _) = run(&c, &iam, &zip, false).await;
+    let (res, _) = run_deploy(&c, &iam, &zip, false).await;
     res?;
     let role = read_role(&c, &iam.role).await?.unwrap();
     assert_eq!(
@@ -123,7 +109,7 @@ async fn iam_deploy_grants_one_dbuser_and_converges_both_ways() -> anyhow::Resul
     assert_eq!(vars["DB_AUTH"], "iam");
     assert_eq!(vars["DB_USER"], "init_fn_migrator");
     assert!(!vars.contains_key("DB_SECRET_ID"), "{vars:?}");
-    let (res, out) = run(&c, &iam, &zip, false).await;
+    let (res, out) = run_deploy(&c, &iam, &zip, false).await;
     assert!(res?.changes.is_empty(), "{out}");
 
     // The template renders the same role and environment (its custom resource needs the S3 path).
@@ -155,7 +141,7 @@ async fn iam_deploy_grants_one_dbuser_and_converges_both_ways() -> anyhow::Resul
     // Back to secret: one deploy converges (the secret policy replaces the IAM one, DB_AUTH goes).
     add_secrets_manager_endpoint(&c, &seeded).await?;
     let secret = settings();
-    let (res, _) = run(&c, &secret, &zip, false).await;
+    let (res, _) = run_deploy(&c, &secret, &zip, false).await;
     res?;
     let role = read_role(&c, &secret.role).await?.unwrap();
     assert_eq!(role.inline.keys().collect::<Vec<_>>(), [SECRET_POLICY_NAME]);
@@ -163,18 +149,18 @@ async fn iam_deploy_grants_one_dbuser_and_converges_both_ways() -> anyhow::Resul
     assert!(!vars.contains_key("DB_AUTH"), "{vars:?}");
     assert_eq!(vars["DB_SECRET_ID"], seeded.secret_arn);
     assert_eq!(vars["DB_USER"], "postgres");
-    let (res, out) = run(&c, &secret, &zip, false).await;
+    let (res, out) = run_deploy(&c, &secret, &zip, false).await;
     assert!(res?.changes.is_empty(), "{out}");
 
     // And to iam again, in one deploy.
-    let (res, _) = run(&c, &iam, &zip, false).await;
+    let (res, _) = run_deploy(&c, &iam, &zip, false).await;
     res?;
     let role = read_role(&c, &iam.role).await?.unwrap();
     assert_eq!(
         role.inline.keys().collect::<Vec<_>>(),
         [IAM_CONNECT_POLICY_NAME]
     );
-    let (res, out) = run(&c, &iam, &zip, false).await;
+    let (res, out) = run_deploy(&c, &iam, &zip, false).await;
     assert!(res?.changes.is_empty(), "{out}");
 
     // clean removes the role with its IAM policy.

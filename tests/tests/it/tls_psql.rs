@@ -10,11 +10,10 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::Duration,
 };
 
 use serde_json::json;
-use tests::harness::{DB, Harness, SECRET_ID};
+use tests::harness::{DB, Harness, SECRET_ID, write_server_file};
 use xtask::local::{
     function::{Function, Runtime},
     postgres::PgChoice,
@@ -192,52 +191,10 @@ fn cases(dir: &Path) -> anyhow::Result<Vec<Case>> {
 async fn serve(h: &Harness, case: &Case) -> anyhow::Result<()> {
     let client = h.client("postgres").await?;
     for (setting, file) in [("ssl_cert_file", &case.cert), ("ssl_key_file", &case.key)] {
-        let path: String = client
-            .query_one("SELECT current_setting($1)", &[&setting])
-            .await?
-            .get(0);
+        let path = h.setting(setting).await?;
         write_server_file(&client, &path, &std::fs::read_to_string(file)?).await?;
     }
-    let before: String = client
-        .query_one("SELECT pg_conf_load_time()::text", &[])
-        .await?
-        .get(0);
-    client.batch_execute("SELECT pg_reload_conf()").await?;
-    for _ in 0..100 {
-        let fresh = h.client("postgres").await?;
-        let reloaded: bool = fresh
-            .query_one(
-                &format!("SELECT pg_conf_load_time() > '{before}'::timestamptz"),
-                &[],
-            )
-            .await?
-            .get(0);
-        if reloaded {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("the server did not reload its configuration")
-}
-
-/// Writes `text` to `path` as the server (the cluster's files belong to its OS user, mode 0600).
-async fn write_server_file(
-    client: &tokio_postgres::Client,
-    path: &str,
-    text: &str,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !text.contains(['\\', '\t', '\'']),
-        "{path}: unexpected characters"
-    );
-    let lines: Vec<String> = text.lines().map(|l| format!("'{l}'")).collect();
-    client
-        .batch_execute(&format!(
-            "COPY (SELECT line FROM unnest(ARRAY[{}]::text[]) WITH ORDINALITY AS t(line, n) ORDER BY n) TO '{path}'",
-            lines.join(", ")
-        ))
-        .await?;
-    Ok(())
+    h.reload().await
 }
 
 /// psql's verdict: `Ok(())` when `select 1` ran, else its stderr. The password goes in PGPASSWORD.
@@ -403,10 +360,7 @@ async fn scram_sha_256_plus_with_psql_and_the_function() -> anyhow::Result<()> {
     let case = &all[0];
     serve(&h, case).await?;
     let client = h.client("postgres").await?;
-    let hba: String = client
-        .query_one("SELECT current_setting('hba_file')", &[])
-        .await?
-        .get(0);
+    let hba = h.setting("hba_file").await?;
     // The test's own sessions keep `postgres` (TLS or not); the function's database: TLS + SCRAM only.
     write_server_file(
         &client,

@@ -24,7 +24,7 @@ pub fn run(choice: &PgChoice, runs: usize, project: Option<&str>) -> anyhow::Res
         Some(p) => crate::project_root().join(HISTORIES).join(p),
         None => largest()?,
     };
-    let files = sql_files(&dir)?;
+    let files = crate::schema::migration_files(&dir)?;
     anyhow::ensure!(
         !files.is_empty(),
         "bench --history: no NNNN_name.sql in {}",
@@ -103,7 +103,7 @@ fn largest() -> anyhow::Result<PathBuf> {
             continue;
         }
         let mut bytes = 0;
-        for f in sql_files(&dir)? {
+        for f in crate::schema::migration_files(&dir)? {
             bytes += std::fs::metadata(&f)?.len();
         }
         if best.as_ref().is_none_or(|(b, _)| bytes > *b) {
@@ -112,28 +112,6 @@ fn largest() -> anyhow::Result<PathBuf> {
     }
     best.map(|(_, d)| d)
         .with_context(|| format!("bench --history: no history under {}", root.display()))
-}
-
-/// `NNNN_name.sql` files of `dir` in version order.
-fn sql_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files: Vec<(u32, PathBuf)> = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
-        let path = entry?.path();
-        let file = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let version = file
-            .strip_suffix(".sql")
-            .and_then(|s| s.split_once('_'))
-            .and_then(|(n, _)| n.parse().ok());
-        if let Some(v) = version {
-            files.push((v, path));
-        }
-    }
-    files.sort();
-    Ok(files.into_iter().map(|(_, p)| p).collect())
 }
 
 /// The bootstrap built with `dir` embedded instead of `sql/`, copied where later builds leave it.

@@ -194,34 +194,44 @@ impl TestLocal {
         } else {
             SnapshotMode::Check
         };
-        let mut failures = scenario.problems();
+        // (step, line): a step may fail its own checks, its report's snapshot and its log's snapshot.
+        let mut failures: Vec<(&str, String)> = scenario
+            .steps
+            .iter()
+            .filter_map(|s| {
+                s.problem
+                    .as_ref()
+                    .map(|p| (s.name, format!("{}: {p}", s.name)))
+            })
+            .collect();
         let mut written = 0;
         let logs = scenario.steps.iter().filter_map(|step| {
             let lines = step.log_lines.clone()?;
             log_lines::SNAPSHOT_STEPS
                 .contains(&step.name)
-                .then(|| (format!("log_{}", step.name), lines))
+                .then(|| (step.name, format!("log_{}", step.name), lines))
         });
         let reports = scenario.steps.iter().map(|step| {
             (
+                step.name,
                 step.name.to_string(),
                 redact(&step.payload, &scenario.database, scenario.port),
             )
         });
-        for (name, value) in reports.collect::<Vec<_>>().into_iter().chain(logs) {
+        for (step, name, value) in reports.collect::<Vec<_>>().into_iter().chain(logs) {
             match check_snapshot(&name, &value, mode)? {
                 SnapshotResult::Matched => {}
                 SnapshotResult::Written => written += 1,
-                SnapshotResult::Missing => failures.push(format!(
-                    "{name}: no snapshot at {}",
-                    display(&snapshot_path(&name))
+                SnapshotResult::Missing => failures.push((
+                    step,
+                    format!("{name}: no snapshot at {}", display(&snapshot_path(&name))),
                 )),
                 SnapshotResult::Mismatch { diff } => {
                     println!(
                         "\nsnapshot mismatch for step {name} ({}):\n{diff}",
                         display(&snapshot_path(&name))
                     );
-                    failures.push(format!("{name}: report differs from its snapshot"));
+                    failures.push((step, format!("{name}: report differs from its snapshot")));
                 }
             }
         }
@@ -233,10 +243,10 @@ impl TestLocal {
         }
         if !failures.is_empty() {
             println!();
-            for f in &failures {
+            for (_, f) in &failures {
                 println!("FAILED {f}");
             }
-            if failures.iter().any(|f| f.contains("snapshot")) {
+            if failures.iter().any(|(_, f)| f.contains("snapshot")) {
                 if crate::is_ci() {
                     println!(
                         "accept changed reports locally with `cargo xtask test-local --update-snapshots` and commit tests/snapshots/"
@@ -249,7 +259,7 @@ impl TestLocal {
             }
             bail!(
                 "test-local: {} of {} steps failed",
-                failures.len(),
+                failed_steps(failures.iter().map(|(step, _)| *step)),
                 scenario.steps.len()
             );
         }
@@ -271,6 +281,14 @@ impl TestLocal {
     }
 }
 
+/// How many different steps appear among `failures` (the step of each failure line).
+fn failed_steps<'a>(failures: impl IntoIterator<Item = &'a str>) -> usize {
+    failures
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
 fn display(path: &Path) -> String {
     path.strip_prefix(crate::project_root())
         .unwrap_or(path)
@@ -280,4 +298,26 @@ fn display(path: &Path) -> String {
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("      {l}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failed_steps;
+
+    #[test]
+    fn a_step_failing_its_checks_and_both_snapshots_counts_once() {
+        // What an interrupted run leaves: every step's invocation, report and log fail together.
+        let steps = [
+            "status",
+            "plan",
+            "apply",
+            "reapply",
+            "verify",
+            "status_after",
+        ];
+        let failures = steps.iter().flat_map(|s| [*s, *s, *s]);
+        assert_eq!(failed_steps(failures), 6);
+        assert_eq!(failed_steps(["apply", "verify", "apply"]), 2);
+        assert_eq!(failed_steps([]), 0);
+    }
 }
