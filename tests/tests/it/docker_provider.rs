@@ -76,6 +76,23 @@ fn docker_choice() -> PgChoice {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_container_takes_only_its_own_password_and_the_template_volume_is_labelled()
+-> anyhow::Result<()> {
+    if !engine().await? {
+        return Ok(());
+    }
+    // The second container at the latest starts from the image's template cluster.
+    super::local_provider::each_server_takes_only_its_own_password(&docker_choice()).await?;
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", DEFAULT_IMAGE])?;
+    let id = id.trim().trim_start_matches("sha256:");
+    let volume = format!("init-fn-pg-template-{}", &id[..12]);
+    let labels = docker(&["volume", "inspect", "--format", "{{json .Labels}}", &volume])?;
+    let labels: serde_json::Value = serde_json::from_str(labels.trim())?;
+    assert_eq!(labels[LABEL_KEY], "postgres-template", "{labels}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_is_an_error_not_a_pull() -> anyhow::Result<()> {
     if !engine().await? {
         return Ok(());

@@ -104,9 +104,9 @@ async fn assert_all_or_nothing(h: &Harness, expect_applied: bool) -> anyhow::Res
     Ok(())
 }
 
-/// The real release bootstrap, wired to `h`'s server and secret, with a function timeout.
+/// The real bootstrap (profile local), wired to `h`'s server and secret, with a function timeout.
 async fn function(h: &Harness, timeout: Duration) -> anyhow::Result<LocalFunction> {
-    let bootstrap = tokio::task::spawn_blocking(test_local::build_release_bootstrap).await??;
+    let bootstrap = tokio::task::spawn_blocking(test_local::build_local_bootstrap).await??;
     let mut spec = FunctionSpec::new(bootstrap, test_local::FUNCTION_NAME);
     spec.timeout = timeout;
     spec.env = test_local::function_env(&h.pg, &h.secrets, DB, SECRET_ID);

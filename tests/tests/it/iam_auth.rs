@@ -159,7 +159,7 @@ async fn run(function: &mut Function, action: &str) -> anyhow::Result<(Value, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_migrates_with_iam_under_both_runtimes() -> anyhow::Result<()> {
-    let bootstrap = xtask::test_local::build_release_bootstrap()?;
+    let bootstrap = xtask::test_local::build_local_bootstrap()?;
     let server = TokenCheckingServer::start().await?;
     let secrets = SecretsManager::start().await?;
     for runtime in [Runtime::Emulator, Runtime::Rie] {
@@ -255,7 +255,7 @@ async fn the_bootstrap_migrates_with_iam_under_both_runtimes() -> anyhow::Result
 /// verifier's. (What each costs: `cargo xtask bench --auth iam`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_start_reads_the_secret_only_in_secret_mode() -> anyhow::Result<()> {
-    let bootstrap = xtask::test_local::build_release_bootstrap()?;
+    let bootstrap = xtask::test_local::build_local_bootstrap()?;
     let server = TokenCheckingServer::start().await?;
     server.setup_migrator("documents_db").await?;
     let secrets = SecretsManager::start().await?;

@@ -1,15 +1,12 @@
 //! End to end through `cargo xtask serve`'s pieces: SDK → local Invoke API → Runtime API emulator →
-//! the release bootstrap → Postgres (TLS verify-full) with the Secrets Manager emulator.
+//! the bootstrap (profile local) → Postgres (TLS verify-full) with the Secrets Manager emulator.
 
 use xtask::local::postgres::PgChoice;
 use xtask::serve::{FUNCTION_NAME, LocalStack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invoke_runs_the_real_bootstrap() -> anyhow::Result<()> {
-    let bootstrap = {
-        let sh = xtask::serve::Shell::new()?;
-        tokio::task::spawn_blocking(move || xtask::serve::host_bootstrap(&sh)).await??
-    };
+    let bootstrap = tokio::task::spawn_blocking(xtask::test_local::build_local_bootstrap).await??;
     let stack = LocalStack::start(&PgChoice::Auto, bootstrap, None).await?;
     let api = stack.serve(([127, 0, 0, 1], 0).into()).await?;
     let config = xtask_aws::aws::local_sdk_config(&api.endpoint(), "eu-west-3").await;

@@ -1,5 +1,5 @@
 //! Lambda's logging controls and the EMF metrics: the line writer in-process (both formats, the
-//! level filter, the runtime's Debug line replaced), then the real release bootstrap under the
+//! level filter, the runtime's Debug line replaced), then the real bootstrap (profile local) under the
 //! Runtime API emulator, its JSON lines and its EMF documents, each checked against a JSON Schema
 //! written from the EMF specification by python-jsonschema (the reference validator, in `.venv`).
 
@@ -384,9 +384,9 @@ fn every_error_type_gives_a_valid_document_naming_it() -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // The real bootstrap.
 
-/// The release bootstrap wired to `h`, with `extra` variables (Lambda's logging controls).
+/// The bootstrap (profile local) wired to `h`, with `extra` variables (Lambda's logging controls).
 async fn function(h: &Harness, extra: &[(&str, &str)]) -> anyhow::Result<LocalFunction> {
-    let bootstrap = tokio::task::spawn_blocking(test_local::build_release_bootstrap).await??;
+    let bootstrap = tokio::task::spawn_blocking(test_local::build_local_bootstrap).await??;
     let mut spec = FunctionSpec::new(bootstrap, test_local::FUNCTION_NAME);
     spec.env = test_local::function_env(&h.pg, &h.secrets, DB, SECRET_ID);
     spec.env

@@ -495,8 +495,7 @@ async fn run_deploys_invokes_and_cleans_up_even_after_a_failed_invocation() -> a
     use tests::seed::{add_secrets_manager_endpoint, seed, settings};
     use xtask::local::logging::{LogControls, LogFormat};
     use xtask::serve::LocalStack;
-    let bootstrap =
-        tokio::task::spawn_blocking(xtask::test_local::build_release_bootstrap).await??;
+    let bootstrap = tokio::task::spawn_blocking(xtask::test_local::build_local_bootstrap).await??;
     let mut stack =
         LocalStack::start(&xtask::local::postgres::PgChoice::Auto, bootstrap, None).await?;
     stack.spec.logging = Some(LogControls {

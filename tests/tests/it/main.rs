@@ -17,6 +17,7 @@ mod iam_auth;
 mod invoke;
 mod invoke_local;
 mod lint;
+mod local_provider;
 mod locks;
 mod log_format;
 mod logs;

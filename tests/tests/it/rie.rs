@@ -15,7 +15,7 @@ use xtask::test_local::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_under_rie_matches_the_snapshots() -> anyhow::Result<()> {
-    let target = Target::host(test_local::build_release_bootstrap()?);
+    let target = Target::host(test_local::build_local_bootstrap()?);
     let server = PgServer::start(&PgChoice::Local).await?;
     let scenario = run_scenario_under(Runtime::Rie, &server, &target, |_| {}).await;
     server.stop().await?;

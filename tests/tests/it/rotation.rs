@@ -20,7 +20,7 @@ const DB: &str = "documents_db";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_secret_is_read_again_by_the_warm_function() -> anyhow::Result<()> {
-    let bootstrap = test_local::build_release_bootstrap()?;
+    let bootstrap = test_local::build_local_bootstrap()?;
     let server = PgServer::start(&PgChoice::Local).await?;
     server.create_database(DB).await?;
     let secrets = SecretsManager::start().await?;

@@ -1,5 +1,5 @@
 //! `cargo xtask test-local`'s scenario (fresh apply → rerun → status → verify → plan → wrong
-//! password) with the real release bootstrap, through the Runtime API and Secrets Manager
+//! password) with the real bootstrap (profile local: the shipped code and features), through the Runtime API and Secrets Manager
 //! emulators, on both Postgres providers; reports checked against `tests/snapshots/`.
 
 use serde_json::json;
@@ -9,7 +9,7 @@ use xtask::test_local::{
 };
 
 fn bootstrap() -> anyhow::Result<Target> {
-    Ok(Target::host(test_local::build_release_bootstrap()?))
+    Ok(Target::host(test_local::build_local_bootstrap()?))
 }
 
 async fn scenario_matches_snapshots(choice: PgChoice) -> anyhow::Result<()> {

@@ -28,7 +28,9 @@ pub use snapshot::{
     SnapshotMode, SnapshotResult, check_snapshot, redact, snapshot_dir, snapshot_path,
 };
 pub use summary::summarize;
-pub use target::{Profile, Target, build_bootstrap, build_release_bootstrap};
+pub use target::{
+    Profile, Target, build_bootstrap, build_local_bootstrap, build_release_bootstrap,
+};
 
 /// Run the release bootstrap against real Postgres with emulated Lambda and Secrets Manager,
 /// and check its reports against the snapshots
@@ -92,55 +94,39 @@ impl TestLocal {
         } else {
             Profile::Local
         };
-        let mut target = if self.no_build {
-            match self.arch {
-                TargetArch::Host => Target::host(profile.bootstrap_path()),
-                TargetArch::Arm64 => {
-                    Target::arm64(crate::build::lambda_dir(Arch::Arm64).join("bootstrap"))
-                }
-            }
-        } else {
-            progress(
-                started.elapsed(),
-                &match (self.arch, profile) {
-                    (TargetArch::Arm64, _) => "build: Lambda arm64 bootstrap (release profile, cargo-zigbuild)".to_string(),
-                    (TargetArch::Host, Profile::Local) => "build: host bootstrap, profile local (release code, no LTO; --release for the shipped profile)".to_string(),
-                    (TargetArch::Host, Profile::Release) => "build: host bootstrap, profile release (as shipped)".to_string(),
-                },
-            );
-            match self.arch {
-                TargetArch::Host => Target::host(build_bootstrap(profile)?),
-                TargetArch::Arm64 => Target::arm64(crate::build::bootstrap(sh, Arch::Arm64)?),
-            }
-        };
-        if self.arch == TargetArch::Arm64 {
-            cmd!(sh, "qemu-aarch64-static --version")
-                .quiet()
-                .ignore_stdout()
-                .run()
-                .context("test-local --arch arm64 needs qemu-aarch64-static (Debian: qemu-user-static, libc6-arm64-cross)")?;
-        }
-        target.logging = Some(self.log.controls());
-        progress(
-            started.elapsed(),
-            &format!("bootstrap: {}", display(&target.bootstrap)),
-        );
-
+        // The server starts while the bootstrap builds (a warm build is a cargo freshness check, a
+        // server start a second or so): on the runtime's threads, joined once the build is done.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
         let image = self.image.clone();
+        let starting = runtime.spawn(async move {
+            // `--image` also applies when auto picks Docker.
+            let auto_image = matches!(choice, PgChoice::Auto) && image != DEFAULT_IMAGE;
+            if auto_image && crate::local::postgres::docker_answers().await {
+                PgServer::start(&PgChoice::Docker { image }).await
+            } else {
+                PgServer::start(&choice).await
+            }
+        });
+        let built = self.bootstrap(sh, profile, started);
+        let server = runtime.block_on(starting)?;
+        let (mut target, server) = match (built, server) {
+            (Ok(target), Ok(server)) => (target, server),
+            (Err(e), server) => {
+                // Nothing left running: the server that started meanwhile goes first.
+                if let Ok(server) = server {
+                    let _ = runtime.block_on(server.stop());
+                }
+                return Err(e);
+            }
+            (Ok(_), Err(e)) => return Err(e),
+        };
+        target.logging = Some(self.log.controls());
         let json_out = self.json;
         let runtime_choice = self.runtime;
         let scenario = runtime.block_on(async move {
-            // `--image` also applies when auto picks Docker.
-            let auto_image = matches!(choice, PgChoice::Auto) && image != DEFAULT_IMAGE;
-            let server = if auto_image && crate::local::postgres::docker_answers().await {
-                PgServer::start(&PgChoice::Docker { image }).await?
-            } else {
-                PgServer::start(&choice).await?
-            };
             let version = server.server_version().await.unwrap_or_default();
             progress(
                 started.elapsed(),
@@ -278,6 +264,51 @@ impl TestLocal {
             ),
         );
         Ok(())
+    }
+}
+
+impl TestLocal {
+    /// The bootstrap to run: built now (progress lines included), or the existing one with `--no-build`.
+    fn bootstrap(&self, sh: &Shell, profile: Profile, started: Instant) -> anyhow::Result<Target> {
+        let target = if self.no_build {
+            match self.arch {
+                TargetArch::Host => Target::host(profile.bootstrap_path()),
+                TargetArch::Arm64 => {
+                    Target::arm64(crate::build::lambda_dir(Arch::Arm64).join("bootstrap"))
+                }
+            }
+        } else {
+            progress(
+                started.elapsed(),
+                match (self.arch, profile) {
+                    (TargetArch::Arm64, _) => {
+                        "build: Lambda arm64 bootstrap (release profile, cargo-zigbuild)"
+                    }
+                    (TargetArch::Host, Profile::Local) => {
+                        "build: host bootstrap, profile local (release code, no LTO; --release for the shipped profile)"
+                    }
+                    (TargetArch::Host, Profile::Release) => {
+                        "build: host bootstrap, profile release (as shipped)"
+                    }
+                },
+            );
+            match self.arch {
+                TargetArch::Host => Target::host(build_bootstrap(profile)?),
+                TargetArch::Arm64 => Target::arm64(crate::build::bootstrap(sh, Arch::Arm64)?),
+            }
+        };
+        if self.arch == TargetArch::Arm64 {
+            cmd!(sh, "qemu-aarch64-static --version")
+                .quiet()
+                .ignore_stdout()
+                .run()
+                .context("test-local --arch arm64 needs qemu-aarch64-static (Debian: qemu-user-static, libc6-arm64-cross)")?;
+        }
+        progress(
+            started.elapsed(),
+            &format!("bootstrap: {}", display(&target.bootstrap)),
+        );
+        Ok(target)
     }
 }
 

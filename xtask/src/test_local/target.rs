@@ -84,6 +84,13 @@ pub fn build_bootstrap(profile: Profile) -> anyhow::Result<PathBuf> {
     Ok(profile.bootstrap_path())
 }
 
+/// `cargo build --profile local -p init-fn`; returns `target/local/init-fn`: what the tests run (the
+/// shipped code and features, `panic = "abort"` included; the shipped `[profile.release]` itself is
+/// exercised by `cargo xtask test`'s arm64 run, the Lambda build as deployed).
+pub fn build_local_bootstrap() -> anyhow::Result<PathBuf> {
+    build_bootstrap(Profile::Local)
+}
+
 /// `cargo build --release -p init-fn`; returns `target/release/init-fn`.
 pub fn build_release_bootstrap() -> anyhow::Result<PathBuf> {
     build_bootstrap(Profile::Release)

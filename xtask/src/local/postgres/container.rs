@@ -44,13 +44,18 @@ const TLS_DIR: &str = "/etc/init-fn-tls";
 /// the container), at the path the official image declares a `VOLUME`, so no anonymous volume is made.
 const DATA_DIR: &str = "/var/lib/postgresql/data";
 
+/// Where the image's template cluster lives: a named volume per image (see [`template_volume`]).
+const TEMPLATE_DIR: &str = "/init-fn-template";
+
 /// The container's `/bin/sh -c` start command, run as root so the copied files can change owner: then,
-/// as `postgres`, `initdb` (password from a file written by the shell's builtin `printf`, never an
-/// argument) and the server itself, TLS on, with the settings of a database thrown away at the end
-/// (no fsync, no synchronous commit, no full-page writes); `"$@"`: extra server arguments.
-/// `gosu` (official image), `setpriv` (Debian) or `su-exec` (Alpine) drops root.
+/// as `postgres`, the cluster: a copy of the image's template cluster (made by the first start, kept in
+/// a volume: [`TEMPLATE_DIR`]) whose superuser gets this run's password in single-user mode, or, the
+/// first time, `initdb` (password from a file written by the shell's builtin `printf`, never an
+/// argument) kept as the template for the next runs. Then the server itself, TLS on, with the settings
+/// of a database thrown away at the end (no fsync, no synchronous commit, no full-page writes); `"$@"`:
+/// extra server arguments. `gosu` (official image), `setpriv` (Debian) or `su-exec` (Alpine) drops root.
 const START_SCRIPT: &str = r#"set -e
-tls=/etc/init-fn-tls data=/var/lib/postgresql/data
+tls=/etc/init-fn-tls data=/var/lib/postgresql/data tpl=/init-fn-template
 if command -v gosu >/dev/null; then as_postgres="gosu postgres"
 elif command -v setpriv >/dev/null; then as_postgres="setpriv --reuid=postgres --regid=postgres --init-groups"
 elif command -v su-exec >/dev/null; then as_postgres="su-exec postgres"
@@ -61,13 +66,28 @@ chown postgres "$tls" "$tls/server.crt" "$tls/server.key" "$data" /var/run/postg
 chmod 700 "$tls" "$data"
 chmod 600 "$tls/server.key"
 umask 077
-printf '%s\n' "$POSTGRES_PASSWORD" >"$tls/password"
-chown postgres "$tls/password"
-$as_postgres initdb -D "$data" -U "$POSTGRES_USER" --pwfile="$tls/password" \
-  --auth-local=trust --auth-host=scram-sha-256 --no-sync >/dev/null
-rm -f "$tls/password"
+if [ -f "$tpl/data/PG_VERSION" ]; then
+  cp -a "$tpl/data/." "$data/"
+  pw=$(printf '%s' "$POSTGRES_PASSWORD" | sed "s/'/''/g")
+  printf 'ALTER ROLE "%s" PASSWORD '"'"'%s'"'"';
+' "$POSTGRES_USER" "$pw" |
+    $as_postgres postgres --single -D "$data" -c fsync=off -c log_min_messages=warning postgres >/dev/null
+  unset pw
+else
+  printf '%s
+' "$POSTGRES_PASSWORD" >"$tls/password"
+  chown postgres "$tls/password"
+  $as_postgres initdb -D "$data" -U "$POSTGRES_USER" --pwfile="$tls/password"     --auth-local=trust --auth-host=scram-sha-256 --no-sync >/dev/null
+  rm -f "$tls/password"
+  echo "host all all all scram-sha-256" >>"$data/pg_hba.conf"
+  if [ -d "$tpl" ] && [ ! -e "$tpl/data" ]; then
+    # Never started, so a plain copy is a whole cluster; renamed into place, so a concurrent start
+    # sees all of it or nothing. Best effort: without it, the next start runs initdb again.
+    { cp -a "$data" "$tpl/.staging.$$" && mv -T "$tpl/.staging.$$" "$tpl/data"; } 2>/dev/null ||
+      rm -rf "$tpl/.staging.$$"
+  fi
+fi
 unset POSTGRES_PASSWORD
-echo "host all all all scram-sha-256" >>"$data/pg_hba.conf"
 exec $as_postgres postgres -D "$data" -c listen_addresses='*' \
   -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c ssl=on \
   -c ssl_cert_file="$tls/server.crt" -c ssl_key_file="$tls/server.key" "$@"
@@ -200,13 +220,15 @@ async fn start_quietly(
         )
     })?;
     // Never pulled: testcontainers pulls on a missing image, so look first.
-    if let Err(e) = docker.inspect_image(image).await {
-        bail!(
+    let inspected = match docker.inspect_image(image).await {
+        Ok(inspected) => inspected,
+        Err(e) => bail!(
             "postgres: image {image} is not present ({}); build it offline with \
              ../shared/ci/offline-postgres-image.sh {image}, or `docker build`/`docker pull {image}`",
             one_line(&e.to_string())
-        );
-    }
+        ),
+    };
+    let template = template_volume(&docker, inspected.id.as_deref()).await;
     let certs = RunCertificates::generate()?;
     let mut cmd = vec![
         "-c".to_string(),
@@ -236,6 +258,10 @@ async fn start_quietly(
         .with_ready_conditions(Vec::new())
         .with_startup_timeout(STARTUP_TIMEOUT)
         .with_host_config_modifier(publish_on_loopback);
+    let request = match template {
+        Some(volume) => request.with_mount(Mount::volume_mount(volume, TEMPLATE_DIR)),
+        None => request,
+    };
     note_signals();
     let inner = request.start().await.map_err(|e| {
         anyhow::anyhow!(
@@ -262,6 +288,30 @@ async fn start_quietly(
     container.wait_ready(image).await?;
     Ok(container)
 }
+
+/// The named volume that holds `image`'s template cluster, `init-fn-pg-template-<image id>` (a rebuilt
+/// image gets a new one), made with the project's label; `None` (every start runs `initdb`) when the
+/// engine will not make it. `docker volume rm` of it only costs the next start an `initdb`.
+async fn template_volume(
+    docker: &testcontainers_modules::testcontainers::bollard::Docker,
+    image_id: Option<&str>,
+) -> Option<String> {
+    use testcontainers_modules::testcontainers::bollard::models::VolumeCreateRequest;
+    let id = image_id?.trim_start_matches("sha256:");
+    let name = format!("init-fn-pg-template-{}", id.get(..12)?);
+    let request = VolumeCreateRequest {
+        name: Some(name.clone()),
+        labels: Some(HashMap::from([(
+            LABEL_KEY.to_string(),
+            TEMPLATE_LABEL_VALUE.to_string(),
+        )])),
+        ..Default::default()
+    };
+    docker.create_volume(request).await.ok().map(|_| name)
+}
+
+/// The label value of template volumes (containers carry [`LABEL_VALUE`]).
+pub const TEMPLATE_LABEL_VALUE: &str = "postgres-template";
 
 /// 5432 published on 127.0.0.1 only, on a port Docker picks (never on all interfaces).
 fn publish_on_loopback(host: &mut HostConfig) {

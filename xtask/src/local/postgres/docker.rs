@@ -69,30 +69,76 @@ pub fn hand_over_if_docker(choice: &PgChoice) -> anyhow::Result<()> {
 /// Builds and runs `xtask-docker` with this process's arguments; exits with its code.
 fn run_docker_binary() -> anyhow::Result<()> {
     let bin = crate::build::target_dir().join("debug/xtask-docker");
+    let stamp = crate::build::target_dir().join("debug/.xtask-docker.built");
     if !bin.exists() {
         eprintln!(
             "postgres docker: compiling the Docker provider (testcontainers) once… \
              (xtask-docker; later runs start it directly)"
         );
     }
-    let sh = xshell::Shell::new()?;
-    sh.change_dir(crate::project_root());
-    let cargo = crate::cargo();
-    // Built rather than `cargo run`: its Compiling lines show progress and no `Running` line echoes
-    // the arguments. The feature build of the xtask library hashes apart from the plain one, so the
-    // two binaries never rebuild each other.
-    let build = crate::without_package_env(xshell::cmd!(
-        sh,
-        "{cargo} build --package xtask --features docker --bin xtask-docker"
-    ));
-    let built = std::process::Command::from(build).status()?;
-    if !built.success() {
-        std::process::exit(built.code().unwrap_or(1));
+    if !(bin.exists() && built_after_its_inputs(&stamp)) {
+        let sh = xshell::Shell::new()?;
+        sh.change_dir(crate::project_root());
+        let cargo = crate::cargo();
+        // Built rather than `cargo run`: its Compiling lines show progress and no `Running` line
+        // echoes the arguments. The feature build of the xtask library hashes apart from the plain
+        // one, so the two binaries never rebuild each other.
+        let build = crate::without_package_env(xshell::cmd!(
+            sh,
+            "{cargo} build --package xtask --features docker --bin xtask-docker"
+        ));
+        let built = std::process::Command::from(build).status()?;
+        if !built.success() {
+            std::process::exit(built.code().unwrap_or(1));
+        }
+        let _ = std::fs::write(&stamp, "");
     }
     let status = std::process::Command::new(&bin)
         .args(std::env::args_os().skip(1))
         .status()?;
     std::process::exit(exit_code(status));
+}
+
+/// Whether the last successful build of `xtask-docker` (`stamp`) is newer than everything that build
+/// reads which `cargo run -p xtask` (that just ran, and rebuilt this binary if it had to) would not
+/// already have rebuilt us for: this binary itself, the manifests, `Cargo.lock`, `.cargo/config.toml`
+/// and every file under `xtask/src` (the `docker` feature's modules included). Then cargo's own
+/// freshness check (half a second on a 2-core machine) is skipped.
+fn built_after_its_inputs(stamp: &std::path::Path) -> bool {
+    fn newest(path: &std::path::Path, newest_seen: &mut std::time::SystemTime) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if let Ok(modified) = meta.modified() {
+            *newest_seen = (*newest_seen).max(modified);
+        }
+        if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(path)
+        {
+            for entry in entries.flatten() {
+                newest(&entry.path(), newest_seen);
+            }
+        }
+    }
+    let Ok(built) = std::fs::metadata(stamp).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return false;
+    };
+    let root = crate::project_root();
+    let mut inputs = std::time::SystemTime::UNIX_EPOCH;
+    for path in [
+        exe,
+        root.join("Cargo.lock"),
+        root.join("Cargo.toml"),
+        root.join("xtask/Cargo.toml"),
+        root.join(".cargo/config.toml"),
+        root.join("xtask/src"),
+    ] {
+        newest(&path, &mut inputs);
+    }
+    built > inputs
 }
 
 /// The child's exit code; killed by a signal → 128 + the signal, as a shell reports it.
