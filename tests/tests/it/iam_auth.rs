@@ -157,6 +157,33 @@ async fn run(function: &mut Function, action: &str) -> anyhow::Result<(Value, St
     }
 }
 
+/// Runs each `(action, state)` in turn on the warm `function`: every report `ok`, every migration in
+/// `state`. Returns the invocations' logs, concatenated.
+async fn run_expecting(
+    function: &mut Function,
+    runtime: Runtime,
+    steps: &[(&str, &str)],
+) -> anyhow::Result<String> {
+    let mut logs = String::new();
+    for &(action, state) in steps {
+        let (report, log) = run(function, action).await?;
+        logs.push_str(&log);
+        assert_eq!(
+            report["status"],
+            "ok",
+            "{}: {action}: {report:#}",
+            runtime.name()
+        );
+        let got = tests::harness::states(&report);
+        assert!(
+            !got.is_empty() && got.iter().all(|s| s == state),
+            "{}: {action}: {got:?}",
+            runtime.name()
+        );
+    }
+    Ok(logs)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bootstrap_migrates_with_iam_under_both_runtimes() -> anyhow::Result<()> {
     let bootstrap = xtask::test_local::build_local_bootstrap()?;
@@ -169,28 +196,18 @@ async fn the_bootstrap_migrates_with_iam_under_both_runtimes() -> anyhow::Result
         server.setup_migrator(&fresh).await?;
         let mut function =
             Function::start(runtime, iam_spec(&bootstrap, &server, &secrets, &fresh)).await?;
-        let mut logs = String::new();
-        for (action, states) in [
-            ("apply", "applied"),
-            ("apply", "already_applied"),
-            ("plan", "already_applied"),
-            ("verify", "already_applied"),
-            ("status", "already_applied"),
-        ] {
-            let (report, log) = run(&mut function, action).await?;
-            logs.push_str(&log);
-            assert_eq!(
-                report["status"],
-                "ok",
-                "{}: {action}: {report:#}",
-                runtime.name()
-            );
-            let got = tests::harness::states(&report);
-            assert!(
-                !got.is_empty() && got.iter().all(|s| s == states),
-                "{action}: {got:?}"
-            );
-        }
+        let mut logs = run_expecting(
+            &mut function,
+            runtime,
+            &[
+                ("apply", "applied"),
+                ("apply", "already_applied"),
+                ("plan", "already_applied"),
+                ("verify", "already_applied"),
+                ("status", "already_applied"),
+            ],
+        )
+        .await?;
         function.shutdown().await;
 
         // A database the original initialised (the master user ran the SQL, no ledger), adopted.
@@ -210,16 +227,17 @@ async fn the_bootstrap_migrates_with_iam_under_both_runtimes() -> anyhow::Result
         server.setup_migrator(&adopted).await?;
         let mut function =
             Function::start(runtime, iam_spec(&bootstrap, &server, &secrets, &adopted)).await?;
-        for (action, state) in [
-            ("apply", "adopted"),
-            ("apply", "already_applied"),
-            ("verify", "already_applied"),
-        ] {
-            let (report, log) = run(&mut function, action).await?;
-            logs.push_str(&log);
-            assert_eq!(report["status"], "ok", "{action}: {report:#}");
-            assert_eq!(tests::harness::states(&report), [state], "{action}");
-        }
+        let adopting = run_expecting(
+            &mut function,
+            runtime,
+            &[
+                ("apply", "adopted"),
+                ("apply", "already_applied"),
+                ("verify", "already_applied"),
+            ],
+        )
+        .await?;
+        logs.push_str(&adopting);
         function.shutdown().await;
         assert_eq!(
             secrets.request_count(),
@@ -352,23 +370,12 @@ async fn the_arm64_bootstrap_migrates_with_iam_under_qemu() -> anyhow::Result<()
         let reads = secrets.request_count();
         let mut function =
             Function::start(runtime, arm64_spec(&target, server.iam_env(&secrets, &db))).await?;
-        let mut logs = String::new();
-        for (action, state) in [("apply", "applied"), ("apply", "already_applied")] {
-            let (report, log) = run(&mut function, action).await?;
-            logs.push_str(&log);
-            assert_eq!(
-                report["status"],
-                "ok",
-                "{}: {action}: {report:#}",
-                runtime.name()
-            );
-            let got = tests::harness::states(&report);
-            assert!(
-                !got.is_empty() && got.iter().all(|s| s == state),
-                "{}: {action}: {got:?}",
-                runtime.name()
-            );
-        }
+        let mut logs = run_expecting(
+            &mut function,
+            runtime,
+            &[("apply", "applied"), ("apply", "already_applied")],
+        )
+        .await?;
         function.shutdown().await;
         assert!(
             server.verdicts().last().unwrap().starts_with("accepted"),
