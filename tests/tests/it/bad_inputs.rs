@@ -158,6 +158,36 @@ async fn rds_managed_json_secret_supplies_the_connection() -> anyhow::Result<()>
     Ok(())
 }
 
+/// A user the server knows but that may not connect to the database: PostgreSQL refuses the connection
+/// itself with 42501 (`permission denied for database`), which is the user's rights, `Auth`, and no
+/// retry mends it.
+#[tokio::test]
+async fn a_user_without_connect_on_the_database_is_auth_and_not_retried() -> anyhow::Result<()> {
+    let h = Harness::from_env().await?;
+    let password = format!("nc-{}", std::process::id());
+    h.client("postgres")
+        .await?
+        .batch_execute(&format!(
+            "CREATE ROLE no_connect LOGIN PASSWORD '{password}'; \
+             REVOKE CONNECT ON DATABASE {DB} FROM PUBLIC;"
+        ))
+        .await?;
+    h.secrets.put(SECRET_ID, &password);
+    let result = h.invoke(&[("DB_USER", "no_connect")], json!({})).await;
+    let retryable = result.as_ref().err().map(InitError::retryable);
+    let (kind, msg) = name_of(&h, result);
+    assert_eq!(kind, "Auth", "{msg}");
+    assert_eq!(retryable, Some(false), "{msg}");
+    assert!(
+        msg.contains("user no_connect")
+            && msg.contains("permission denied for database")
+            && msg.contains("SQLSTATE 42501"),
+        "{msg}"
+    );
+    assert!(!msg.contains(&password), "{msg}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn unreachable_and_silent_hosts_fail_within_the_connect_timeout() -> anyhow::Result<()> {
     let h = Harness::from_env().await?;
