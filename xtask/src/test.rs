@@ -29,36 +29,41 @@ impl Test {
         )))?;
         let _path = sh.push_env("PATH", path);
         step("cargo fmt --check");
-        cmd!(sh, "{cargo} fmt --all -- --check").run()?;
+        crate::without_package_env(cmd!(sh, "{cargo} fmt --all -- --check")).run()?;
         step("cargo xtask lint (squawk on sql/)");
         let lint = crate::lint::lint_migrations()?;
         print!("{}", lint.render(false));
         anyhow::ensure!(lint.errors() == 0, "lint: unaccepted findings in sql/");
         step("cargo xtask schema --check (sql/schema.txt is what sql/ produces)");
-        cmd!(sh, "{cargo} xtask schema --check").run()?;
+        crate::without_package_env(cmd!(sh, "{cargo} xtask schema --check")).run()?;
         step("cargo clippy -D warnings");
-        cmd!(
+        crate::without_package_env(cmd!(
             sh,
             "{cargo} clippy --workspace --all-targets -- -D warnings"
-        )
+        ))
         .run()?;
         step("cargo test --workspace");
-        cmd!(sh, "{cargo} test --workspace").run()?;
+        crate::without_package_env(cmd!(sh, "{cargo} test --workspace")).run()?;
         if !self.no_test_local {
             // Docker in CI (auto never falls back there), else whatever answers.
             step("test-local --postgres auto (profile local)");
-            cmd!(sh, "{cargo} xtask test-local --postgres auto").run()?;
+            crate::without_package_env(cmd!(sh, "{cargo} xtask test-local --postgres auto"))
+                .run()?;
             step("test-local --runtime rie (AWS's Runtime Interface Emulator, same snapshots)");
-            cmd!(
+            crate::without_package_env(cmd!(
                 sh,
                 "{cargo} xtask test-local --runtime rie --postgres local --no-build"
-            )
+            ))
             .run()?;
             // The shipped profile (fat LTO, one codegen unit) is this run's: the Lambda build itself.
             step(
                 "test-local --arch arm64 (the Lambda arm64 bootstrap as shipped, under qemu-user)",
             );
-            cmd!(sh, "{cargo} xtask test-local --arch arm64 --postgres local").run()?;
+            crate::without_package_env(cmd!(
+                sh,
+                "{cargo} xtask test-local --arch arm64 --postgres local"
+            ))
+            .run()?;
         }
         step("all checks passed");
         Ok(())
