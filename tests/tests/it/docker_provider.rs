@@ -396,3 +396,131 @@ fn ctrl_c_of_test_local_removes_its_container() -> anyhow::Result<()> {
     );
     wait_gone(&format!("id={id}"), Duration::from_secs(30))
 }
+
+/// A variant of the offline image with what the official image and Alpine's bring instead of
+/// Debian's `setpriv` and GNU `mv`: Debian's real `gosu` and `busybox` copied in, `mv` busybox's
+/// (first on PATH), `setpriv` removed, so the start script can drop root only through gosu.
+const VARIANT: &str = "init-fn-test/postgres-gosu-busybox:17";
+
+/// Builds [`VARIANT`] from the offline image without a registry (`create`, `cp`, `commit`) and
+/// returns its template volume's name.
+fn build_variant() -> anyhow::Result<String> {
+    use xtask::doctor::{BUSYBOX, GOSU};
+    for tool in [GOSU, BUSYBOX] {
+        if !std::path::Path::new(tool).is_file() {
+            bail!(
+                "{tool} is missing: the variant image copies it (Debian: apt-get install gosu \
+                 busybox, or `cargo xtask doctor --fix`)"
+            );
+        }
+    }
+    remove_variant()?;
+    let name = format!("init-fn-variant-build-{}", std::process::id());
+    let script = "rm -f /usr/bin/setpriv /bin/setpriv && ln -s busybox /usr/local/bin/mv";
+    docker(&[
+        "create",
+        "--name",
+        &name,
+        "--entrypoint",
+        "/bin/sh",
+        DEFAULT_IMAGE,
+        "-c",
+        script,
+    ])?;
+    let built = (|| {
+        docker(&["cp", "-L", GOSU, &format!("{name}:/usr/local/bin/gosu")])?;
+        docker(&[
+            "cp",
+            "-L",
+            BUSYBOX,
+            &format!("{name}:/usr/local/bin/busybox"),
+        ])?;
+        docker(&["start", "-a", &name])?;
+        docker(&[
+            "commit",
+            "--change",
+            r#"ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]"#,
+            "--change",
+            r#"CMD ["postgres"]"#,
+            &name,
+            VARIANT,
+        ])
+    })();
+    docker(&["rm", "-f", &name])?;
+    built?;
+    template_volume_of(VARIANT)
+}
+
+/// `init-fn-pg-template-<12 hex of the image id>`, the provider's template volume for `image`.
+fn template_volume_of(image: &str) -> anyhow::Result<String> {
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", image])?;
+    let id = id.trim().trim_start_matches("sha256:");
+    Ok(format!("init-fn-pg-template-{}", &id[..12]))
+}
+
+/// Removes [`VARIANT`] and its template volume, if there.
+fn remove_variant() -> anyhow::Result<()> {
+    if let Ok(volume) = template_volume_of(VARIANT) {
+        let _ = docker(&["volume", "rm", "-f", &volume]);
+        docker(&["rmi", "-f", VARIANT])?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_images_gosu_and_busybox_mv_start_the_server_and_keep_the_template()
+-> anyhow::Result<()> {
+    if !engine().await? {
+        return Ok(());
+    }
+    let volume = build_variant()?;
+    let variant = PgChoice::Docker {
+        image: VARIANT.to_string(),
+    };
+    let result = async {
+        let tools = docker(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/sh",
+            VARIANT,
+            "-c",
+            r#"command -v setpriv || echo no-setpriv; command -v gosu; readlink -f "$(command -v mv)""#,
+        ])?;
+        assert_eq!(
+            tools.trim(),
+            "no-setpriv\n/usr/local/bin/gosu\n/usr/local/bin/busybox",
+            "the variant must leave the script gosu and busybox's mv only"
+        );
+
+        // The first start runs initdb and keeps the template (busybox's `mv -T`); the server runs as
+        // postgres (gosu).
+        let first = PgServer::start(&variant).await?;
+        let id = first.container_id().context("docker id")?.to_string();
+        let user = docker(&["exec", &id, "stat", "-c", "%U", "/proc/1"])?;
+        assert_eq!(user.trim(), "postgres", "the server's user");
+        first.stop().await?;
+        let kept = docker(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/sh",
+            "-v",
+            &format!("{volume}:/t"),
+            VARIANT,
+            "-c",
+            "ls -A /t; test -f /t/data/PG_VERSION && echo whole",
+        ])?;
+        assert_eq!(
+            kept.trim(),
+            "data\nwhole",
+            "the template volume holds one whole cluster, no staging copy"
+        );
+
+        // The next ones copy it, each with only its own password.
+        super::local_provider::each_server_takes_only_its_own_password(&variant).await
+    }
+    .await;
+    remove_variant()?;
+    result
+}

@@ -16,7 +16,7 @@ use xshell::Shell;
 
 pub use install::fixes;
 pub use needs::{COMMANDS, Needs, test_needs};
-pub use piece::{Install, Piece};
+pub use piece::{BUSYBOX, GOSU, Install, Piece};
 pub use report::Report;
 use report::names;
 

@@ -48,7 +48,7 @@ pub const COMMANDS: &[Needs] = &[
             ARM64_BUILD,
             &[Moto, Squawk, Pglast, JsonSchema, CfnLint, Rie],
             POSTGRES_SERVER,
-            &[Psql],
+            &[Psql, ImageTools],
             ARM64_RUN,
         ],
         postgres: false,

@@ -11,6 +11,11 @@ use crate::build::Arch;
 use crate::local::postgres::DEFAULT_IMAGE;
 use crate::relative as rel;
 
+/// Debian's gosu (package `gosu`): the official `postgres` image's way to drop root.
+pub const GOSU: &str = "/usr/sbin/gosu";
+/// Debian's busybox (package `busybox`): the `mv` of Alpine-based images.
+pub const BUSYBOX: &str = "/bin/busybox";
+
 /// One thing a command needs from the machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Piece {
@@ -32,6 +37,7 @@ pub enum Piece {
     OpensslDev,
     Qemu,
     Arm64Glibc,
+    ImageTools,
     GnuTime,
     AwsCredentials,
     AwsRegion,
@@ -221,6 +227,23 @@ impl Piece {
                         "/usr/aarch64-linux-gnu",
                         "no /usr/aarch64-linux-gnu/lib",
                     )
+                },
+            ),
+            ImageTools => row(
+                "gosu, busybox (a test's variant of the image)",
+                Install::Apt(&["gosu", "busybox"]),
+                |_| {
+                    // The official image drops root with gosu; Alpine's `mv` is busybox's. A test
+                    // copies these two host binaries into a variant of the offline image.
+                    let missing: Vec<&str> = [GOSU, BUSYBOX]
+                        .into_iter()
+                        .filter(|p| !Path::new(p).is_file())
+                        .collect();
+                    if missing.is_empty() {
+                        Status::ok(format!("{GOSU}, {BUSYBOX}"))
+                    } else {
+                        Status::missing(format!("no {}", missing.join(", ")))
+                    }
                 },
             ),
             GnuTime => row("/usr/bin/time", Install::Apt(&["time"]), |_| {

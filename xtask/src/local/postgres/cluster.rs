@@ -31,17 +31,7 @@ impl Cluster {
     }
 
     fn command(&self, program: &str) -> std::process::Command {
-        let path = self.bin_dir.join(program);
-        let mut cmd = if self.as_postgres {
-            let mut cmd = std::process::Command::new("runuser");
-            cmd.args(["-u", SUPERUSER, "--"]).arg(path);
-            cmd
-        } else {
-            std::process::Command::new(path)
-        };
-        // The postgres user may not be able to enter the caller's working directory.
-        cmd.current_dir(self.dir.path()).stdin(Stdio::null());
-        cmd
+        server_command(&self.bin_dir, self.as_postgres, program, self.dir.path())
     }
 
     fn run(&self, mut cmd: std::process::Command, what: &str) -> anyhow::Result<()> {
@@ -352,6 +342,27 @@ fn start_from(bin_dir: &Path, template: &Path, password: String) -> anyhow::Resu
     Ok(cluster)
 }
 
+/// `program` from the server's `bin_dir`, run as `postgres` when we are root (initdb and the server
+/// refuse root), in `cwd` (the postgres user may not be able to enter the caller's working directory),
+/// with no stdin.
+fn server_command(
+    bin_dir: &Path,
+    as_postgres: bool,
+    program: &str,
+    cwd: &Path,
+) -> std::process::Command {
+    let path = bin_dir.join(program);
+    let mut cmd = if as_postgres {
+        let mut cmd = std::process::Command::new("runuser");
+        cmd.args(["-u", SUPERUSER, "--"]).arg(path);
+        cmd
+    } else {
+        std::process::Command::new(path)
+    };
+    cmd.current_dir(cwd).stdin(Stdio::null());
+    cmd
+}
+
 const RUN_DIR_PREFIX: &str = "init-fn-pg-";
 const OWNER_LOCK: &str = "owner.lock";
 
@@ -378,20 +389,10 @@ fn sweep_abandoned(base: &Path, bin_dir: &Path, as_postgres: bool) {
         }
         let data = dir.join("data");
         if data.join("postmaster.pid").exists() {
-            let pg_ctl = bin_dir.join("pg_ctl");
-            let mut stop = if as_postgres {
-                let mut cmd = std::process::Command::new("runuser");
-                cmd.args(["-u", SUPERUSER, "--"]).arg(pg_ctl);
-                cmd
-            } else {
-                std::process::Command::new(pg_ctl)
-            };
-            let _ = stop
+            let _ = server_command(bin_dir, as_postgres, "pg_ctl", &dir)
                 .arg("-D")
                 .arg(&data)
                 .args(["-m", "immediate", "-w", "stop"])
-                .current_dir(&dir)
-                .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();

@@ -154,6 +154,41 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 mod tests {
     use super::*;
 
+    /// `built_after_its_inputs` lists what the `xtask-docker` build reads by hand: it holds while the
+    /// xtask has no build script and no path dependency (whose sources would be inputs too).
+    #[test]
+    fn the_freshness_shortcut_knows_every_input_of_the_xtask_build() {
+        let root = crate::project_root();
+        assert!(
+            !root.join("xtask/build.rs").exists(),
+            "a build script: add what it reads"
+        );
+        let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let path_deps: Vec<&str> = workspace
+            .lines()
+            .filter(|l| l.contains("path = "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert!(path_deps.contains(&"init-fn"), "{path_deps:?}");
+        let manifest = std::fs::read_to_string(root.join("xtask/Cargo.toml")).unwrap();
+        let dependencies = manifest
+            .split("\n[dependencies]\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[").next())
+            .expect("xtask/Cargo.toml has [dependencies]");
+        for line in dependencies
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+        {
+            let line = line.split(" #").next().unwrap_or_default();
+            let name = line.split(['.', ' ', '=']).next().unwrap_or_default();
+            assert!(
+                !line.contains("path") && !path_deps.contains(&name),
+                "xtask depends on a path crate ({line}): add its sources to built_after_its_inputs"
+            );
+        }
+    }
+
     #[test]
     fn splits_images() {
         assert_eq!(split_image("postgres:17").unwrap(), ("postgres", "17"));
