@@ -330,6 +330,69 @@ async fn a_panicking_test_removes_its_container() -> anyhow::Result<()> {
     wait_gone(&format!("id={id}"), Duration::from_secs(30))
 }
 
+/// The child of `the_next_start_removes_the_container_of_a_killed_run`: starts a container, prints its
+/// id, and waits to be killed.
+const KILLED_CHILD: &str = "docker_provider::killed_child_test";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by the_next_start_removes_the_container_of_a_killed_run as a child process"]
+async fn killed_child_test() {
+    let server = PgServer::start(&docker_choice()).await.expect("start");
+    println!("CONTAINER {}", server.container_id().expect("docker id"));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_start_removes_the_container_of_a_killed_run() -> anyhow::Result<()> {
+    if !engine().await? {
+        return Ok(());
+    }
+    let mut child = Command::new(std::env::current_exe()?)
+        .args([
+            "--ignored",
+            "--exact",
+            KILLED_CHILD,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let id = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("CONTAINER ").nth(1).map(|id| id.trim().to_string()));
+    let id = match id {
+        Some(id) => id,
+        None => {
+            child.kill()?;
+            child.wait()?;
+            bail!("the child printed no container id");
+        }
+    };
+    // A start while its owner lives leaves it alone.
+    let meanwhile = PgServer::start(&docker_choice()).await?;
+    let kept = provider_containers(&format!("id={id}"))?;
+    meanwhile.stop().await?;
+    // SIGKILL: no drop, no watchdog; the container outlives its run.
+    child.kill()?;
+    child.wait()?;
+    assert_eq!(kept.len(), 1, "a start removed a live run's container");
+    assert_eq!(
+        provider_containers(&format!("id={id}"))?.len(),
+        1,
+        "the killed run's container should still be there before the next start"
+    );
+
+    let next = PgServer::start(&docker_choice()).await?;
+    let swept = provider_containers(&format!("id={id}"))?;
+    next.stop().await?;
+    assert!(swept.is_empty(), "left after the next start: {swept:?}");
+    Ok(())
+}
+
 #[test]
 fn ctrl_c_of_test_local_removes_its_container() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
