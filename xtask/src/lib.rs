@@ -41,6 +41,15 @@ pub fn cargo() -> String {
 /// `rerun-if-env-changed` on `CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR` and the like: inherited values
 /// differing between `cargo xtask` and `cargo test` would rebuild the release bootstrap every time.
 pub fn without_package_env(mut cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+    for name in package_env_names() {
+        cmd = cmd.env_remove(name);
+    }
+    cmd
+}
+
+/// The variables of this process's environment that cargo sets per package for `cargo run`/`cargo
+/// test` (`CARGO_PKG_*`, `CARGO_MANIFEST_*`, `OUT_DIR`…), which a shell's `cargo` would not have.
+pub fn package_env_names() -> Vec<String> {
     const PREFIXES: &[&str] = &[
         "CARGO_PKG_",
         "CARGO_MANIFEST_",
@@ -48,13 +57,12 @@ pub fn without_package_env(mut cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
         "CARGO_BIN_",
     ];
     const NAMES: &[&str] = &["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"];
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name.as_ref()) {
-            cmd = cmd.env_remove(name.as_ref());
-        }
-    }
-    cmd
+    std::env::vars_os()
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .filter(|name| {
+            PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name.as_str())
+        })
+        .collect()
 }
 
 /// `CI=true` (or `1`): missing services are failures, snapshots are never written.

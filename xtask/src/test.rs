@@ -28,42 +28,41 @@ impl Test {
             &std::env::var_os("PATH").unwrap_or_default(),
         )))?;
         let _path = sh.push_env("PATH", path);
+        // Nested cargo runs as from a shell: without the variables `cargo run` set for us (ring's build
+        // script reruns when CARGO_PKG_* change).
+        let run = |cmd: xshell::Cmd<'_>| crate::without_package_env(cmd).run();
         step("cargo fmt --check");
-        crate::without_package_env(cmd!(sh, "{cargo} fmt --all -- --check")).run()?;
+        run(cmd!(sh, "{cargo} fmt --all -- --check"))?;
         step("cargo xtask lint (squawk on sql/)");
         let lint = crate::lint::lint_migrations()?;
         print!("{}", lint.render(false));
         anyhow::ensure!(lint.errors() == 0, "lint: unaccepted findings in sql/");
         step("cargo xtask schema --check (sql/schema.txt is what sql/ produces)");
-        crate::without_package_env(cmd!(sh, "{cargo} xtask schema --check")).run()?;
+        run(cmd!(sh, "{cargo} xtask schema --check"))?;
         step("cargo clippy -D warnings");
-        crate::without_package_env(cmd!(
+        run(cmd!(
             sh,
             "{cargo} clippy --workspace --all-targets -- -D warnings"
-        ))
-        .run()?;
+        ))?;
         step("cargo test --workspace");
-        crate::without_package_env(cmd!(sh, "{cargo} test --workspace")).run()?;
+        run(cmd!(sh, "{cargo} test --workspace"))?;
         if !self.no_test_local {
             // Docker in CI (auto never falls back there), else whatever answers.
             step("test-local --postgres auto (profile local)");
-            crate::without_package_env(cmd!(sh, "{cargo} xtask test-local --postgres auto"))
-                .run()?;
+            run(cmd!(sh, "{cargo} xtask test-local --postgres auto"))?;
             step("test-local --runtime rie (AWS's Runtime Interface Emulator, same snapshots)");
-            crate::without_package_env(cmd!(
+            run(cmd!(
                 sh,
                 "{cargo} xtask test-local --runtime rie --postgres local --no-build"
-            ))
-            .run()?;
+            ))?;
             // The shipped profile (fat LTO, one codegen unit) is this run's: the Lambda build itself.
             step(
                 "test-local --arch arm64 (the Lambda arm64 bootstrap as shipped, under qemu-user)",
             );
-            crate::without_package_env(cmd!(
+            run(cmd!(
                 sh,
                 "{cargo} xtask test-local --arch arm64 --postgres local"
-            ))
-            .run()?;
+            ))?;
         }
         step("all checks passed");
         Ok(())

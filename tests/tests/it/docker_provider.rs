@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use xtask::local::postgres::testcontainers_modules::testcontainers;
 use xtask::local::postgres::{
     DEFAULT_IMAGE, LABEL_KEY, LABEL_VALUE, PgChoice, PgServer, docker_answers, start_docker_with,
+    template_volume_name,
 };
 
 /// `docker <args>` (the real CLI); its stdout, or an error with its stderr.
@@ -83,9 +84,7 @@ async fn each_container_takes_only_its_own_password_and_the_template_volume_is_l
     }
     // The second container at the latest starts from the image's template cluster.
     super::local_provider::each_server_takes_only_its_own_password(&docker_choice()).await?;
-    let id = docker(&["image", "inspect", "--format", "{{.Id}}", DEFAULT_IMAGE])?;
-    let id = id.trim().trim_start_matches("sha256:");
-    let volume = format!("init-fn-pg-template-{}", &id[..12]);
+    let volume = template_volume_of(DEFAULT_IMAGE)?;
     let labels = docker(&["volume", "inspect", "--format", "{{json .Labels}}", &volume])?;
     let labels: serde_json::Value = serde_json::from_str(labels.trim())?;
     assert_eq!(labels[LABEL_KEY], "postgres-template", "{labels}");
@@ -405,21 +404,8 @@ fn ctrl_c_of_test_local_removes_its_container() -> anyhow::Result<()> {
     cmd.args(["xtask", "test-local", "--postgres", "docker"])
         .current_dir(xtask::project_root());
     // As `cargo xtask` from a shell: without the variables cargo sets for this test binary.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().to_string();
-        let per_package = [
-            "CARGO_PKG_",
-            "CARGO_MANIFEST_",
-            "CARGO_CRATE_",
-            "CARGO_BIN_",
-        ]
-        .iter()
-        .any(|p| name.starts_with(p));
-        if per_package
-            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&name.as_str())
-        {
-            cmd.env_remove(&name);
-        }
+    for name in xtask::package_env_names() {
+        cmd.env_remove(name);
     }
     let mut child = cmd
         .stdin(Stdio::null())
@@ -514,11 +500,10 @@ fn build_variant() -> anyhow::Result<String> {
     template_volume_of(VARIANT)
 }
 
-/// `init-fn-pg-template-<12 hex of the image id>`, the provider's template volume for `image`.
+/// The provider's template volume for `image` (by the id the real CLI reports).
 fn template_volume_of(image: &str) -> anyhow::Result<String> {
     let id = docker(&["image", "inspect", "--format", "{{.Id}}", image])?;
-    let id = id.trim().trim_start_matches("sha256:");
-    Ok(format!("init-fn-pg-template-{}", &id[..12]))
+    template_volume_name(id.trim()).with_context(|| format!("image id {id:?}"))
 }
 
 /// Removes [`VARIANT`] and its template volume, if there.

@@ -320,6 +320,13 @@ fn owner_of(pid: u32) -> Option<String> {
     ))
 }
 
+/// An [`owner_of`] value's machine part (`<boot id>/<pid namespace>`) and pid.
+fn machine_and_pid(owner: &str) -> Option<(&str, u32)> {
+    let (rest, _start) = owner.rsplit_once('/')?;
+    let (machine, pid) = rest.rsplit_once('/')?;
+    Some((machine, pid.parse().ok()?))
+}
+
 /// Removes this provider's containers that a process of this machine (same boot, same pid namespace)
 /// started and that outlived it: killed without its drop or the watchdog (SIGKILL, a crash). Containers
 /// of live processes and of other machines are left alone. Best effort, quiet unless it removes one.
@@ -330,7 +337,7 @@ async fn sweep_abandoned(docker: &testcontainers_modules::testcontainers::bollar
     let Some(ours) = owner_of(std::process::id()) else {
         return;
     };
-    let Some((machine, _)) = ours.rsplit_once('/').and_then(|(m, _)| m.rsplit_once('/')) else {
+    let Some((machine, _)) = machine_and_pid(&ours) else {
         return;
     };
     let filters = HashMap::from([(
@@ -355,13 +362,7 @@ async fn sweep_abandoned(docker: &testcontainers_modules::testcontainers::bollar
         ) else {
             continue;
         };
-        let Some((owner_machine, pid)) = owner
-            .rsplit_once('/')
-            .and_then(|(rest, _)| rest.rsplit_once('/'))
-        else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
+        let Some((owner_machine, pid)) = machine_and_pid(&owner) else {
             continue;
         };
         if owner_machine != machine || owner_of(pid).as_deref() == Some(owner.as_str()) {
@@ -389,8 +390,7 @@ async fn template_volume(
     image_id: Option<&str>,
 ) -> Option<String> {
     use testcontainers_modules::testcontainers::bollard::models::VolumeCreateRequest;
-    let id = image_id?.trim_start_matches("sha256:");
-    let name = format!("init-fn-pg-template-{}", id.get(..12)?);
+    let name = template_volume_name(image_id?)?;
     let request = VolumeCreateRequest {
         name: Some(name.clone()),
         labels: Some(HashMap::from([(
@@ -400,6 +400,13 @@ async fn template_volume(
         ..Default::default()
     };
     docker.create_volume(request).await.ok().map(|_| name)
+}
+
+/// `init-fn-pg-template-<first 12 hex digits of the image id>`: the template volume of the image whose id
+/// (`sha256:…` or bare) is `image_id`.
+pub fn template_volume_name(image_id: &str) -> Option<String> {
+    let id = image_id.trim_start_matches("sha256:");
+    Some(format!("init-fn-pg-template-{}", id.get(..12)?))
 }
 
 /// The label value of template volumes (containers carry [`LABEL_VALUE`]).

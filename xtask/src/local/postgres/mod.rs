@@ -33,6 +33,8 @@ pub async fn docker_answers() -> bool {
     }
 }
 
+#[cfg(feature = "docker")]
+pub use container::template_volume_name;
 pub use dump::normalize_dump;
 /// The provider's testcontainers (and through it bollard), for tests that inspect its containers.
 #[cfg(feature = "docker")]
