@@ -7,7 +7,7 @@
 //! official one and `../shared/ci/offline-postgres-image.sh`'s) start, stop and restart a server
 //! around their init scripts, which this provider has none of. Ready is a real login over the published
 //! port. Dropping the container removes it; testcontainers' watchdog removes it on SIGINT/SIGTERM/SIGQUIT;
-//! the next start removes one whose process died without either (SIGKILL): see [`OWNER_LABEL`].
+//! the next start removes one whose process died without either (SIGKILL): see [`super::abandoned`].
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -26,8 +26,8 @@ use testcontainers_modules::testcontainers::{
     ContainerAsync, CopyTargetOptions, CopyToContainer, Image, ImageExt,
 };
 
-use super::SUPERUSER;
 use super::docker::{DOCKER_PROBE_TIMEOUT, LABEL_KEY, LABEL_VALUE, split_image};
+use super::{SUPERUSER, abandoned};
 use crate::local::tls::RunCertificates;
 
 /// How long the server may take to initialise its cluster and accept TCP connections.
@@ -229,7 +229,7 @@ async fn start_quietly(
             one_line(&e.to_string())
         ),
     };
-    sweep_abandoned(&docker).await;
+    abandoned::sweep(&docker).await;
     let template = template_volume(&docker, inspected.id.as_deref()).await;
     let certs = RunCertificates::generate()?;
     let mut cmd = vec![
@@ -247,10 +247,7 @@ async fn start_quietly(
         .with_tag(tag)
         .with_cmd(cmd)
         .with_label(LABEL_KEY, LABEL_VALUE)
-        .with_label(
-            OWNER_LABEL,
-            owner_of(std::process::id()).unwrap_or_default(),
-        )
+        .with_label(abandoned::OWNER_LABEL, abandoned::owner_label())
         .with_mount(Mount::tmpfs_mount(DATA_DIR))
         .with_copy_to(
             CopyTargetOptions::new(format!("{TLS_DIR}/server.crt")).with_mode(0o644),
@@ -293,93 +290,6 @@ async fn start_quietly(
         .map_err(|e| anyhow::anyhow!("postgres: mapped port of 5432: {e}"))?;
     container.wait_ready(image).await?;
     Ok(container)
-}
-
-/// The label naming the process a container belongs to, `<boot id>/<pid namespace>/<pid>/<start time>`
-/// ([`owner_of`]): a run killed with SIGKILL (no drop, no watchdog) leaves its container running, and
-/// the next start on this machine removes the containers whose owner is gone.
-pub const OWNER_LABEL: &str = "init-fn-local.owner";
-
-/// `pid`'s identity on this machine: the kernel's boot id, the pid namespace (a process in another
-/// container sees other pids), the pid and its start time in clock ticks (`/proc/PID/stat` field 22, so
-/// a pid the kernel has since given to another process does not pass for the owner). `None` when `pid`
-/// does not exist (or this is not Linux).
-fn owner_of(pid: u32) -> Option<String> {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from after its last ')'.
-    let start = stat
-        .get(stat.rfind(')')? + 1..)?
-        .split_whitespace()
-        .nth(19)?;
-    Some(format!(
-        "{}/{}/{pid}/{start}",
-        boot.trim(),
-        namespace.display()
-    ))
-}
-
-/// An [`owner_of`] value's machine part (`<boot id>/<pid namespace>`) and pid.
-fn machine_and_pid(owner: &str) -> Option<(&str, u32)> {
-    let (rest, _start) = owner.rsplit_once('/')?;
-    let (machine, pid) = rest.rsplit_once('/')?;
-    Some((machine, pid.parse().ok()?))
-}
-
-/// Removes this provider's containers that a process of this machine (same boot, same pid namespace)
-/// started and that outlived it: killed without its drop or the watchdog (SIGKILL, a crash). Containers
-/// of live processes and of other machines are left alone. Best effort, quiet unless it removes one.
-async fn sweep_abandoned(docker: &testcontainers_modules::testcontainers::bollard::Docker) {
-    use testcontainers_modules::testcontainers::bollard::query_parameters::{
-        ListContainersOptions, RemoveContainerOptions,
-    };
-    let Some(ours) = owner_of(std::process::id()) else {
-        return;
-    };
-    let Some((machine, _)) = machine_and_pid(&ours) else {
-        return;
-    };
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![
-            format!("{LABEL_KEY}={LABEL_VALUE}"),
-            OWNER_LABEL.to_string(),
-        ],
-    )]);
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let Ok(containers) = docker.list_containers(Some(options)).await else {
-        return;
-    };
-    for summary in containers {
-        let (Some(id), Some(owner)) = (
-            summary.id,
-            summary.labels.and_then(|mut l| l.remove(OWNER_LABEL)),
-        ) else {
-            continue;
-        };
-        let Some((owner_machine, pid)) = machine_and_pid(&owner) else {
-            continue;
-        };
-        if owner_machine != machine || owner_of(pid).as_deref() == Some(owner.as_str()) {
-            continue; // another machine's, or its process lives
-        }
-        let remove = RemoveContainerOptions {
-            force: true,
-            v: true,
-            ..Default::default()
-        };
-        if docker.remove_container(&id, Some(remove)).await.is_ok() {
-            eprintln!(
-                "postgres: removed container {} left by a run that ended without removing it (pid {pid})",
-                id.get(..12).unwrap_or(&id)
-            );
-        }
-    }
 }
 
 /// The named volume that holds `image`'s template cluster, `init-fn-pg-template-<image id>` (a rebuilt

@@ -4,6 +4,8 @@
 //! (`url`). Docker and local servers get a per-run CA and a `localhost` server certificate, so
 //! `verify-full` is exercised like against RDS. This file is the choice and the running server.
 
+#[cfg(feature = "docker")]
+mod abandoned;
 mod cluster;
 #[cfg(feature = "docker")]
 mod container;
